@@ -1,0 +1,140 @@
+//! `resnetc` subcommands. Each parses its flags with clap, calls the library, and prints.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use resnetc_compiler::{compile_file, ir::Graph, report, CompileError, Options};
+
+mod eval;
+
+/// resnetc: a compiler for residual convolutional networks.
+///
+/// Write a ResNet-family architecture in the small .resnet language; check it, see its
+/// layers, shapes, parameters and cost, list the weights it expects, and run it on weights
+/// trained in PyTorch (a safetensors state_dict, names unchanged).
+#[derive(Parser)]
+#[command(name = "resnetc", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a spec: exit 0 when it is valid, else print every error (file:line:col, the
+    /// line, a caret under the problem and a hint) and exit 1.
+    Check(SpecArgs),
+    /// One row a layer: dotted name, op, output shape, parameters and multiply-accumulates,
+    /// with totals.
+    Summary(SummaryArgs),
+    /// Every weight name (PyTorch state_dict key) the model expects, with its shape.
+    Params(SpecArgs),
+    /// Print the graph IR after lowering, as text (one node a line) or Graphviz dot.
+    Graph(GraphArgs),
+    /// Run the model with the reference interpreter: read tensor `input` [N, C, H, W] from a
+    /// safetensors file, write tensor `output` [N, classes].
+    Eval(eval::EvalArgs),
+}
+
+/// A spec and what can be set on it from outside.
+#[derive(Args, Clone)]
+pub(crate) struct SpecArgs {
+    /// The .resnet file.
+    spec: PathBuf,
+    /// Set a network parameter, e.g. `--set classes=37`. Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = Options::parse_set)]
+    sets: Vec<(String, String)>,
+    /// Override the input shape, e.g. `--input-shape 3,160,200`.
+    #[arg(long, value_name = "C,H,W", value_parser = Options::parse_input_shape)]
+    input_shape: Option<[usize; 3]>,
+}
+
+impl SpecArgs {
+    /// Compiles the spec, printing diagnostics on failure.
+    pub(crate) fn compile(&self) -> Result<Graph, ExitCode> {
+        let opts = Options {
+            sets: self.sets.clone(),
+            input_shape: self.input_shape,
+        };
+        compile_file(&self.spec, &opts).map_err(|e| report_error(&e))
+    }
+}
+
+#[derive(Args)]
+struct SummaryArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The batch size the shapes and MACs are given for.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    format: SummaryFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SummaryFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct GraphArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    format: GraphFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Dot,
+}
+
+fn report_error(e: &CompileError) -> ExitCode {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!("{}", e.render_with(color));
+    ExitCode::from(1)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(spec) => spec.compile().map(|g| {
+            println!(
+                "{}: ok ({} layers, {} parameters)",
+                spec.spec.display(),
+                g.nodes.len() - 1,
+                report::group(g.param_count() as u64)
+            );
+        }),
+        Command::Summary(a) => a.spec.compile().and_then(|g| {
+            if a.batch == 0 {
+                eprintln!("error: --batch must be at least 1");
+                return Err(ExitCode::from(2));
+            }
+            let s = report::Summary::new(&g, a.batch);
+            match a.format {
+                SummaryFormat::Table => print!("{}", s.to_table()),
+                SummaryFormat::Json => println!("{}", s.to_json()),
+            }
+            Ok(())
+        }),
+        Command::Params(spec) => spec
+            .compile()
+            .map(|g| print!("{}", report::params_listing(&g))),
+        Command::Graph(a) => a.spec.compile().map(|g| match a.format {
+            GraphFormat::Text => print!("{}", g.dump()),
+            GraphFormat::Dot => print!("{}", g.to_dot()),
+        }),
+        Command::Eval(a) => eval::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}

@@ -1,0 +1,199 @@
+//! The operations of the IR and their attributes.
+
+use super::{ParamRole, ParamSlot, Shape};
+
+/// Activation functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Relu,
+    Relu6,
+    Silu,
+    Gelu,
+    Sigmoid,
+}
+
+impl Act {
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Relu => "relu",
+            Act::Relu6 => "relu6",
+            Act::Silu => "silu",
+            Act::Gelu => "gelu",
+            Act::Sigmoid => "sigmoid",
+        }
+    }
+}
+
+/// A 2-d convolution's attributes (square kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv {
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub bias: bool,
+}
+
+/// A pooling window (PyTorch semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub ceil_mode: bool,
+    /// Average pooling only: whether padded zeros count in the divisor.
+    pub count_include_pad: bool,
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// The network input (always node 0).
+    Input,
+    Conv2d(Conv),
+    /// Inference batch normalisation with running statistics.
+    BatchNorm {
+        eps: f32,
+    },
+    Act(Act),
+    /// Elementwise sum of two values of one shape (the residual add).
+    Add,
+    MaxPool(Pool),
+    AvgPool(Pool),
+    GlobalAvgPool,
+    Flatten,
+    /// A fully connected layer over the flattened input.
+    Linear {
+        out_features: usize,
+        bias: bool,
+    },
+    /// Option A shortcut: take every `stride`-th pixel, zero-pad channels before and after.
+    PadChannels {
+        before: usize,
+        after: usize,
+        stride: usize,
+    },
+    /// Softmax over the channels.
+    Softmax,
+}
+
+impl Op {
+    /// How many inputs the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Input => 0,
+            Op::Add => 2,
+            _ => 1,
+        }
+    }
+
+    /// The op's name in dumps and summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Conv2d(_) => "conv2d",
+            Op::BatchNorm { .. } => "batch_norm",
+            Op::Act(a) => a.name(),
+            Op::Add => "add",
+            Op::MaxPool(_) => "max_pool",
+            Op::AvgPool(_) => "avg_pool",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Flatten => "flatten",
+            Op::Linear { .. } => "linear",
+            Op::PadChannels { .. } => "pad_channels",
+            Op::Softmax => "softmax",
+        }
+    }
+
+    /// The weights this op reads, named under `name`, given its input shape.
+    pub fn param_slots(&self, name: &str, input: Shape) -> Vec<ParamSlot> {
+        let slot = |role: ParamRole, shape: Vec<usize>| ParamSlot {
+            key: format!("{name}.{}", role.suffix()),
+            role,
+            shape,
+        };
+        match *self {
+            Op::Conv2d(c) => {
+                let mut v = vec![slot(
+                    ParamRole::Weight,
+                    vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel],
+                )];
+                if c.bias {
+                    v.push(slot(ParamRole::Bias, vec![c.out_channels]));
+                }
+                v
+            }
+            Op::BatchNorm { .. } => [
+                ParamRole::Weight,
+                ParamRole::Bias,
+                ParamRole::RunningMean,
+                ParamRole::RunningVar,
+            ]
+            .into_iter()
+            .map(|r| slot(r, vec![input.c]))
+            .collect(),
+            Op::Linear { out_features, bias } => {
+                let mut v = vec![slot(ParamRole::Weight, vec![out_features, input.len()])];
+                if bias {
+                    v.push(slot(ParamRole::Bias, vec![out_features]));
+                }
+                v
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Multiply-accumulates for one sample.
+    pub fn macs(&self, input: Shape, output: Shape) -> u64 {
+        match *self {
+            Op::Conv2d(c) => (output.len() * (input.c / c.groups) * c.kernel * c.kernel) as u64,
+            Op::Linear { out_features, .. } => (input.len() * out_features) as u64,
+            _ => 0,
+        }
+    }
+
+    /// The attributes, as shown in the dump.
+    pub fn attrs(&self) -> String {
+        match *self {
+            Op::Conv2d(c) => {
+                let mut s = format!("out={}, k={}", c.out_channels, c.kernel);
+                for (n, v, d) in [
+                    ("s", c.stride, 1),
+                    ("p", c.padding, 0),
+                    ("d", c.dilation, 1),
+                    ("groups", c.groups, 1),
+                ] {
+                    if v != d {
+                        s.push_str(&format!(", {n}={v}"));
+                    }
+                }
+                if c.bias {
+                    s.push_str(", bias");
+                }
+                s
+            }
+            Op::BatchNorm { eps } => format!("eps={eps:e}"),
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let mut s = format!("k={}, s={}, p={}", p.kernel, p.stride, p.padding);
+                if p.ceil_mode {
+                    s.push_str(", ceil");
+                }
+                if matches!(self, Op::AvgPool(_)) && !p.count_include_pad {
+                    s.push_str(", exclude_pad");
+                }
+                s
+            }
+            Op::Linear { out_features, bias } => {
+                format!("out={out_features}{}", if bias { ", bias" } else { "" })
+            }
+            Op::PadChannels {
+                before,
+                after,
+                stride,
+            } => format!("before={before}, after={after}, s={stride}"),
+            _ => String::new(),
+        }
+    }
+}

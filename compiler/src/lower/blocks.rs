@@ -1,0 +1,440 @@
+//! Lowering of blocks, stages and shortcuts.
+//!
+//! A block's layers before its `shortcut` statement are the main path; the shortcut
+//! statement adds the shortcut path (from the block input, or from the layer named by
+//! `from`) to it; the layers after it apply to the sum. Shortcut kinds:
+//! - `identity`: the input as it is; the shapes must already match;
+//! - `projection [(bn = false)] [always]`: identity where shapes match, else a 1x1 conv with
+//!   the stride that matches the shapes plus a bn, named `NAME.0`, `NAME.1` (torchvision's
+//!   `downsample`); `always` projects even where shapes match (option C);
+//! - `pad`: option A: every s-th pixel, channels zero-padded equally on both sides;
+//! - `avgdown`: ResNet-D: `NAME.0` avg-pool (k = s, ceil, padding not counted), `NAME.1`
+//!   1x1 conv, `NAME.2` bn, where shapes differ;
+//! - `{ layers }`: a path written out by hand, numbered like `nn.Sequential`.
+
+use super::eval::{bind, eval, opt, Env, Ty, Value};
+use super::{join, Lowerer, Names, Scope};
+use crate::ast::{Arg, Def, ExprKind, Layer, Shortcut, ShortcutKind};
+use crate::diag::{did_you_mean, Diagnostic, Span};
+use crate::ir::{Conv, NodeId, Op, Pool, Shape};
+
+/// The smallest stride with which a 1x1 window maps `from` onto `to` spatially.
+fn matching_stride(from: Shape, to: Shape) -> Option<usize> {
+    (1..=from.h.max(from.w)).find(|s| (from.h - 1) / s + 1 == to.h && (from.w - 1) / s + 1 == to.w)
+}
+
+impl<'p> Lowerer<'p> {
+    /// `NAME: stage(block, args..., blocks = N, stride = s, ...)`: N instances of the block,
+    /// named `NAME.0` ... `NAME.{N-1}`; `stride` goes to the first instance only.
+    pub(super) fn stage(
+        &mut self,
+        layer: &'p Layer,
+        env: &Env,
+        path: &str,
+        x: NodeId,
+    ) -> Option<NodeId> {
+        let usage = "write `stage(BLOCK, args..., blocks = N)`, e.g. `stage(basic, 64, blocks = 2, stride = 2)`";
+        let Some(first) = layer.args.first().filter(|a| a.name.is_none()) else {
+            self.diags.push(
+                Diagnostic::error(
+                    layer.span,
+                    "`stage` needs the block to repeat as its first argument",
+                )
+                .help(usage),
+            );
+            return None;
+        };
+        let ExprKind::Name(block) = &first.value.kind else {
+            self.diags.push(
+                Diagnostic::error(
+                    first.span,
+                    "the first argument of `stage` must name a block",
+                )
+                .help(usage),
+            );
+            return None;
+        };
+        let Some(def) = self.blocks.get(block.as_str()).copied() else {
+            let d = Diagnostic::error(first.span, format!("unknown block `{block}`"))
+                .label("no block of this name");
+            let d = match did_you_mean(block, self.blocks.keys().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(
+                    "define it with `block NAME(params) { ... }` or `use` the file that does",
+                ),
+            };
+            self.diags.push(d);
+            return None;
+        };
+        let Some(count_arg) = layer
+            .args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n.text == "blocks"))
+        else {
+            self.diags.push(
+                Diagnostic::error(
+                    layer.span,
+                    "`stage` needs `blocks = N`, the number of blocks",
+                )
+                .help(usage),
+            );
+            return None;
+        };
+        let count = match eval(&count_arg.value, env) {
+            Ok(Value::Int(n)) if n >= 1 => n as usize,
+            Ok(v) => {
+                self.diags.push(Diagnostic::error(
+                    count_arg.value.span,
+                    format!("`blocks` must be an integer of at least 1, found {v}"),
+                ));
+                return None;
+            }
+            Err(d) => {
+                self.diags.push(d);
+                return None;
+            }
+        };
+        let mut y = x;
+        for i in 0..count {
+            let args: Vec<&'p Arg> = layer.args[1..]
+                .iter()
+                .filter(|a| match &a.name {
+                    Some(n) if n.text == "blocks" => false,
+                    Some(n) if n.text == "stride" => i == 0,
+                    _ => true,
+                })
+                .collect();
+            y = self.block_call(
+                def,
+                layer,
+                args.iter().copied(),
+                env,
+                &join(path, &i.to_string()),
+                y,
+            )?;
+        }
+        Some(y)
+    }
+
+    /// One instance of block `def` applied to `x`, named `path`.
+    pub(super) fn block_call<'a>(
+        &mut self,
+        def: &'p Def,
+        call: &Layer,
+        args: impl IntoIterator<Item = &'a Arg>,
+        env: &Env,
+        path: &str,
+        x: NodeId,
+    ) -> Option<NodeId> {
+        let name = def.name.text.as_str();
+        if self.stack.contains(&name) {
+            self.diags.push(
+                Diagnostic::error(call.op.span, format!("block `{name}` contains itself"))
+                    .help("blocks cannot be recursive"),
+            );
+            return None;
+        }
+        let mut inner = Env::new();
+        let mut given: Vec<Option<Value>> = vec![None; def.params.len()];
+        let mut positional = 0;
+        let mut failed = false;
+        for a in args {
+            let idx = match &a.name {
+                None => {
+                    positional += 1;
+                    if positional > def.params.len() {
+                        self.diags.push(
+                            Diagnostic::error(
+                                a.span,
+                                format!("block `{name}` takes {} parameters", def.params.len()),
+                            )
+                            .label("one too many"),
+                        );
+                        failed = true;
+                        continue;
+                    }
+                    positional - 1
+                }
+                Some(n) => match def.params.iter().position(|p| p.name.text == n.text) {
+                    Some(i) => i,
+                    None => {
+                        let d = Diagnostic::error(
+                            n.span,
+                            format!("block `{name}` has no parameter `{}`", n.text),
+                        )
+                        .label("unknown parameter");
+                        let d = match did_you_mean(
+                            &n.text,
+                            def.params.iter().map(|p| p.name.text.as_str()),
+                        ) {
+                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            None => d.help(format!(
+                                "its parameters: {}",
+                                def.params
+                                    .iter()
+                                    .map(|p| p.name.text.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
+                        };
+                        self.diags.push(d);
+                        failed = true;
+                        continue;
+                    }
+                },
+            };
+            match eval(&a.value, env) {
+                Ok(v) => given[idx] = Some(v),
+                Err(d) => {
+                    self.diags.push(d);
+                    failed = true;
+                }
+            }
+        }
+        for (p, v) in def.params.iter().zip(given) {
+            let v = match (v, &p.default) {
+                (Some(v), _) => Some(v),
+                (None, Some(e)) => self.ok(eval(e, &inner)),
+                (None, None) => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            call.span,
+                            format!("block `{name}` needs the parameter `{}`", p.name.text),
+                        )
+                        .label("missing parameter")
+                        .help(format!("`{}` has no default; pass it here", p.name.text)),
+                    );
+                    None
+                }
+            };
+            match v {
+                Some(v) => {
+                    inner.insert(p.name.text.clone(), v);
+                }
+                None => failed = true,
+            }
+        }
+        if failed {
+            return None;
+        }
+        self.stack.push(name);
+        let before = self.diags.len();
+        let y = self.body(&def.body, &mut inner, path, x, Scope::Block, Some(x));
+        self.stack.pop();
+        (self.diags.len() == before).then_some(y)
+    }
+
+    /// Builds the shortcut path and the residual add.
+    pub(super) fn shortcut(
+        &mut self,
+        sc: &'p Shortcut,
+        env: &Env,
+        prefix: &str,
+        input: NodeId,
+        main: NodeId,
+        names: &Names,
+    ) -> Option<NodeId> {
+        let src = match &sc.from {
+            None => input,
+            Some(from) => match names.outputs.get(&from.text) {
+                Some((id, _)) => *id,
+                None => {
+                    let d = Diagnostic::error(
+                        from.span,
+                        format!("no layer `{}` before this shortcut", from.text),
+                    )
+                    .label("unknown layer");
+                    let d = match did_you_mean(&from.text, names.outputs.keys().map(String::as_str))
+                    {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help(
+                            "`from` names a layer of this block that comes before the shortcut",
+                        ),
+                    };
+                    self.diags.push(d);
+                    return None;
+                }
+            },
+        };
+        let name = sc.name.as_ref().map_or("downsample", |n| n.text.as_str());
+        let path = join(prefix, name);
+        let (from_shape, to_shape) = (self.graph.node(src).shape, self.graph.node(main).shape);
+        let same = from_shape == to_shape;
+        let short = match &sc.kind {
+            ShortcutKind::Path(stmts) => {
+                let mut env = env.clone();
+                self.body(stmts, &mut env, &path, src, Scope::Sequential, None)
+            }
+            ShortcutKind::Named { kind, args, always } => {
+                let k = kind.text.as_str();
+                if *always && !matches!(k, "projection" | "avgdown") {
+                    self.diags.push(Diagnostic::error(
+                        sc.span,
+                        format!("`always` applies to `projection` and `avgdown`, not `{k}`"),
+                    ));
+                    return None;
+                }
+                let params: &[_] = match k {
+                    "projection" | "avgdown" => &[opt(&["bn"], Ty::Bool, Value::Bool(true))],
+                    _ => &[],
+                };
+                if !matches!(k, "identity" | "projection" | "pad" | "avgdown") {
+                    let d = Diagnostic::error(kind.span, format!("unknown shortcut kind `{k}`"))
+                        .label("not a shortcut kind");
+                    let d = match did_you_mean(k, ["identity", "projection", "pad", "avgdown"]) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help("shortcut kinds: identity, projection, pad, avgdown, or a path `{ ... }`"),
+                    };
+                    self.diags.push(d);
+                    return None;
+                }
+                let b = bind(k, kind.span, params, args, env, &mut self.diags)?;
+                if k == "identity" || (same && !*always) {
+                    src
+                } else {
+                    let Some(stride) = matching_stride(from_shape, to_shape) else {
+                        self.mismatch(sc.span, k, from_shape, to_shape);
+                        return None;
+                    };
+                    match k {
+                        "pad" => {
+                            if to_shape.c < from_shape.c {
+                                self.mismatch(sc.span, k, from_shape, to_shape);
+                                return None;
+                            }
+                            let diff = to_shape.c - from_shape.c;
+                            let op = Op::PadChannels {
+                                before: diff / 2,
+                                after: diff - diff / 2,
+                                stride,
+                            };
+                            self.graph
+                                .push(op, vec![src], to_shape, path.clone(), Some(sc.span))
+                        }
+                        "projection" => {
+                            self.projection(src, to_shape, stride, 0, &path, sc.span, b.bool("bn"))
+                        }
+                        _ => {
+                            // timm's ResNet-D layout: pool `.0` (absent at stride 1), conv `.1`, bn `.2`.
+                            let mut x = src;
+                            if stride > 1 {
+                                let pool = Pool {
+                                    kernel: stride,
+                                    stride,
+                                    padding: 0,
+                                    ceil_mode: true,
+                                    count_include_pad: false,
+                                };
+                                let (h, w) = self.spatial(
+                                    sc.span, "avgdown", from_shape, stride, stride, 0, 1, true,
+                                )?;
+                                x = self.graph.push(
+                                    Op::AvgPool(pool),
+                                    vec![x],
+                                    Shape::new(from_shape.c, h, w),
+                                    join(&path, "0"),
+                                    Some(sc.span),
+                                );
+                            }
+                            self.projection(x, to_shape, 1, 1, &path, sc.span, b.bool("bn"))
+                        }
+                    }
+                }
+            }
+        };
+        let got = self.graph.node(short).shape;
+        if got != to_shape {
+            let kind = match &sc.kind {
+                ShortcutKind::Named { kind, .. } => kind.text.as_str(),
+                ShortcutKind::Path(_) => "path",
+            };
+            self.mismatch(sc.span, kind, got, to_shape);
+            return None;
+        }
+        Some(self.graph.push(
+            Op::Add,
+            vec![main, short],
+            to_shape,
+            join(prefix, "add"),
+            Some(sc.span),
+        ))
+    }
+
+    /// A 1x1 conv (+ bn) from `x` to `to`, named `path.conv_index` and `path.conv_index+1`.
+    #[allow(clippy::too_many_arguments)]
+    fn projection(
+        &mut self,
+        x: NodeId,
+        to: Shape,
+        stride: usize,
+        conv_index: usize,
+        path: &str,
+        span: Span,
+        bn: bool,
+    ) -> NodeId {
+        let conv = Conv {
+            out_channels: to.c,
+            kernel: 1,
+            stride,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+            bias: false,
+        };
+        let y = self.graph.push(
+            Op::Conv2d(conv),
+            vec![x],
+            to,
+            join(path, &conv_index.to_string()),
+            Some(span),
+        );
+        if !bn {
+            return y;
+        }
+        self.graph.push(
+            Op::BatchNorm { eps: 1e-5 },
+            vec![y],
+            to,
+            join(path, &(conv_index + 1).to_string()),
+            Some(span),
+        )
+    }
+
+    fn mismatch(&mut self, span: Span, kind: &str, from: Shape, to: Shape) {
+        let help = match kind {
+            "identity" => "use `projection` (a 1x1 conv + bn where shapes differ) or `pad` (option A)",
+            "pad" => "`pad` can only add channels and subsample; use `projection` to change shapes otherwise",
+            _ => "the main path's output shape must be reachable from the shortcut's input",
+        };
+        self.diags.push(
+            Diagnostic::error(span, format!("the {kind} shortcut cannot match shapes: the shortcut gives {from} but the main path gives {to}"))
+                .label("shapes cannot be added")
+                .help(help),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strides_are_inferred_from_shapes() {
+        assert_eq!(
+            matching_stride(Shape::new(64, 56, 56), Shape::new(128, 28, 28)),
+            Some(2)
+        );
+        assert_eq!(
+            matching_stride(Shape::new(64, 7, 7), Shape::new(128, 4, 4)),
+            Some(2)
+        );
+        assert_eq!(
+            matching_stride(Shape::new(64, 8, 8), Shape::new(64, 8, 8)),
+            Some(1)
+        );
+        assert_eq!(
+            matching_stride(Shape::new(64, 8, 8), Shape::new(64, 9, 9)),
+            None
+        );
+    }
+}

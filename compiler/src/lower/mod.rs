@@ -1,0 +1,359 @@
+//! Lowering: AST -> graph IR, with every expression evaluated and every shape inferred.
+//!
+//! Lowering resolves names (blocks, parameters, `let`s, layers for `from`), instantiates
+//! blocks and stages, turns shortcuts into explicit ops, and names every parameterised node
+//! with its PyTorch `state_dict` path. It does not optimise. Errors are collected, not
+//! thrown: a layer that fails to lower is skipped so that later errors are still found.
+
+mod blocks;
+mod eval;
+mod layers;
+
+use std::collections::HashMap;
+
+pub use eval::Value;
+
+use crate::ast::{Def, Item, Layer, Stmt};
+use crate::diag::{did_you_mean, Diagnostic, Span};
+use crate::frontend::Program;
+use crate::ir::{Graph, Mark, NodeId, Shape};
+use crate::Options;
+use eval::{eval, Env};
+
+/// Lowers the root file's network. Returns a graph only when there were no errors.
+pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnostic>) {
+    let mut l = Lowerer {
+        blocks: HashMap::new(),
+        diags: vec![],
+        graph: Graph::new("", Shape::new(1, 1, 1)),
+        stack: vec![],
+    };
+    let mut networks = Vec::new();
+    for (i, (_, file)) in program.files.iter().enumerate() {
+        for item in &file.items {
+            match item {
+                Item::Block(def) => {
+                    if let Some(first) = l.blocks.get(def.name.text.as_str()) {
+                        l.diags.push(
+                            Diagnostic::error(
+                                def.name.span,
+                                format!("block `{}` is defined twice", def.name.text),
+                            )
+                            .label("second definition")
+                            .help(format!(
+                                "the first is at byte {} of its file; rename one of them",
+                                first.span.start
+                            )),
+                        );
+                    } else {
+                        l.blocks.insert(&def.name.text, def);
+                    }
+                }
+                Item::Network(def) if i == 0 => networks.push(def),
+                _ => {}
+            }
+        }
+    }
+    let network = match networks.as_slice() {
+        [] => {
+            let root = program.files.first().map(|(id, _)| *id).unwrap_or_default();
+            let d = Diagnostic::error(Span::new(root, 0, 0), "no `network` in this file")
+                .label("expected a network definition")
+                .help("a spec needs one `network NAME { input [C, H, W] ... }`");
+            return (None, vec![d]);
+        }
+        [n, rest @ ..] => {
+            for extra in rest {
+                l.diags.push(
+                    Diagnostic::error(
+                        extra.name.span,
+                        "a spec defines one network; this is a second",
+                    )
+                    .label("second network"),
+                );
+            }
+            *n
+        }
+    };
+    l.network(network, opts);
+    let Lowerer { graph, diags, .. } = l;
+    if diags.is_empty() {
+        debug_assert_eq!(graph.verify(), Ok(()));
+        (Some(graph), diags)
+    } else {
+        (None, diags)
+    }
+}
+
+/// What kind of body is being lowered; it decides default names and what is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Network,
+    Block,
+    /// A `seq { }` or a hand-written shortcut path: unnamed layers are numbered, like
+    /// `nn.Sequential`.
+    Sequential,
+}
+
+pub(crate) struct Lowerer<'p> {
+    blocks: HashMap<&'p str, &'p Def>,
+    diags: Vec<Diagnostic>,
+    graph: Graph,
+    /// Blocks being instantiated, to reject a block that contains itself.
+    stack: Vec<&'p str>,
+}
+
+/// The outputs of the named layers of a body so far, for `from` and duplicate checks.
+#[derive(Default)]
+struct Names {
+    outputs: HashMap<String, (NodeId, Span)>,
+}
+
+impl<'p> Lowerer<'p> {
+    fn network(&mut self, def: &'p Def, opts: &Options) {
+        let mut env = Env::new();
+        for (name, text) in &opts.sets {
+            if !def.params.iter().any(|p| &p.name.text == name) {
+                let names: Vec<String> = def
+                    .params
+                    .iter()
+                    .map(|p| format!("`{}`", p.name.text))
+                    .collect();
+                let help = if names.is_empty() {
+                    format!("network `{}` has no parameters", def.name.text)
+                } else {
+                    format!("its parameters are {}", names.join(", "))
+                };
+                self.diags.push(
+                    Diagnostic::global(format!(
+                        "--set {name}: network `{}` has no parameter `{name}`",
+                        def.name.text
+                    ))
+                    .help(help),
+                );
+            }
+            if Value::parse(text).is_none() {
+                self.diags.push(Diagnostic::global(format!(
+                    "--set {name}={text}: `{text}` is not a number or a boolean"
+                )));
+            }
+        }
+        for p in &def.params {
+            let set = opts
+                .sets
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == p.name.text)
+                .and_then(|(_, v)| Value::parse(v));
+            let value = match (set, &p.default) {
+                (Some(v), _) => Some(v),
+                (None, Some(e)) => self.ok(eval(e, &env)),
+                (None, None) => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            p.name.span,
+                            format!(
+                                "network parameter `{}` has no default and was not set",
+                                p.name.text
+                            ),
+                        )
+                        .help(format!(
+                            "give it a default or set it with `--set {}=VALUE`",
+                            p.name.text
+                        )),
+                    );
+                    None
+                }
+            };
+            if let Some(v) = value {
+                env.insert(p.name.text.clone(), v);
+            }
+        }
+        let input = self.input_shape(def, &env, opts);
+        self.graph = Graph::new(def.name.text.clone(), input.unwrap_or(Shape::new(1, 1, 1)));
+        if input.is_none() {
+            return;
+        }
+        let x = self.graph.output;
+        self.body(&def.body, &mut env, "", x, Scope::Network, None);
+    }
+
+    fn input_shape(&mut self, def: &Def, env: &Env, opts: &Options) -> Option<Shape> {
+        let stmts: Vec<(&Vec<crate::ast::Expr>, Span)> = def
+            .body
+            .iter()
+            .filter_map(|s| {
+                if let Stmt::Input { dims, span } = s {
+                    Some((dims, *span))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (_, span) in stmts.iter().skip(1) {
+            self.diags.push(
+                Diagnostic::error(*span, "the input shape is given twice").label("second `input`"),
+            );
+        }
+        if let Some([c, h, w]) = opts.input_shape {
+            if c == 0 || h == 0 || w == 0 {
+                self.diags.push(Diagnostic::global(format!(
+                    "--input-shape {c},{h},{w}: every dimension must be at least 1"
+                )));
+                return None;
+            }
+            return Some(Shape::new(c, h, w));
+        }
+        let Some((dims, span)) = stmts.first() else {
+            self.diags.push(
+                Diagnostic::error(def.name.span, format!("network `{}` has no input shape", def.name.text))
+                    .help("add a line `input [C, H, W]`, e.g. `input [3, 224, 224]`, or pass --input-shape"),
+            );
+            return None;
+        };
+        if dims.len() != 3 {
+            self.diags.push(Diagnostic::error(
+                *span,
+                format!(
+                    "the input shape needs 3 dimensions [C, H, W], found {}",
+                    dims.len()
+                ),
+            ));
+            return None;
+        }
+        let mut v = [0usize; 3];
+        for (i, e) in dims.iter().enumerate() {
+            match eval(e, env) {
+                Ok(Value::Int(n)) if n >= 1 => v[i] = n as usize,
+                Ok(other) => {
+                    self.diags.push(Diagnostic::error(
+                        e.span,
+                        format!("an input dimension must be a positive integer, found {other}"),
+                    ));
+                    return None;
+                }
+                Err(d) => {
+                    self.diags.push(d);
+                    return None;
+                }
+            }
+        }
+        Some(Shape::new(v[0], v[1], v[2]))
+    }
+
+    /// Lowers a body; returns the value at its end. In a block, `shortcut` statements add
+    /// the shortcut (taken from `block_input` or a named layer) to the main path.
+    fn body(
+        &mut self,
+        stmts: &'p [Stmt],
+        env: &mut Env,
+        prefix: &str,
+        x: NodeId,
+        scope: Scope,
+        block_input: Option<NodeId>,
+    ) -> NodeId {
+        let mut main = x;
+        let mut names = Names::default();
+        let mut index = 0usize;
+        let mut shortcut_seen: Option<Span> = None;
+        for stmt in stmts {
+            match stmt {
+                Stmt::Input { span, .. } => {
+                    if scope != Scope::Network {
+                        self.diags.push(Diagnostic::error(
+                            *span,
+                            "`input` belongs in the network, not in a block",
+                        ));
+                    }
+                }
+                Stmt::Let { name, value } => {
+                    if let Some(v) = self.ok(eval(value, env)) {
+                        env.insert(name.text.clone(), v);
+                    }
+                }
+                Stmt::Layer(layer) => {
+                    let local = self.layer_name(layer, index, scope);
+                    index += 1;
+                    let path = join(prefix, &local);
+                    if layer.name.is_some() || self.has_params(layer) {
+                        if let Some((_, first)) = names.outputs.get(&local) {
+                            let first_line = *first;
+                            self.diags.push(
+                                Diagnostic::error(layer.name.as_ref().map_or(layer.op.span, |n| n.span), format!("duplicate layer name `{local}`"))
+                                    .label("used again here")
+                                    .help(format!("`{local}` already names the layer at byte {}; parameter names must be unique", first_line.start)),
+                            );
+                        }
+                    }
+                    if let Some(y) = self.layer(layer, env, &path, main) {
+                        main = y;
+                    }
+                    names.outputs.insert(local.clone(), (main, layer.span));
+                    if scope == Scope::Network {
+                        self.graph.marks.push(Mark {
+                            name: path,
+                            node: main,
+                        });
+                    }
+                }
+                Stmt::Shortcut(sc) => {
+                    let Some(input) = block_input else {
+                        self.diags.push(Diagnostic::error(sc.span, "`shortcut` belongs in a block").help("define a `block` with the residual connection and use it as a layer"));
+                        continue;
+                    };
+                    if let Some(first) = shortcut_seen {
+                        self.diags.push(
+                            Diagnostic::error(
+                                sc.span,
+                                "a block has one shortcut; this is a second",
+                            )
+                            .help(format!("the first is at byte {}", first.start)),
+                        );
+                        continue;
+                    }
+                    shortcut_seen = Some(sc.span);
+                    if let Some(y) = self.shortcut(sc, env, prefix, input, main, &names) {
+                        main = y;
+                    }
+                }
+            }
+        }
+        main
+    }
+
+    /// The local name of a layer: its own, else its index in a sequential body, else its op.
+    fn layer_name(&self, layer: &Layer, index: usize, scope: Scope) -> String {
+        match (&layer.name, scope) {
+            (Some(n), _) => n.text.clone(),
+            (None, Scope::Sequential) => index.to_string(),
+            (None, _) => layer.op.text.clone(),
+        }
+    }
+
+    fn ok<T>(&mut self, r: Result<T, Diagnostic>) -> Option<T> {
+        r.map_err(|d| self.diags.push(d)).ok()
+    }
+
+    /// Points the user at the closest known op or block.
+    fn unknown_op(&mut self, layer: &Layer) {
+        let op = &layer.op.text;
+        let mut candidates: Vec<&str> = layers::BUILTINS.to_vec();
+        candidates.extend(self.blocks.keys().copied());
+        let d = Diagnostic::error(layer.op.span, format!("unknown op or block `{op}`"))
+            .label("not a built-in op or a defined block");
+        let d = match did_you_mean(op, candidates.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(format!("built-in ops: {}", layers::BUILTINS.join(", "))),
+        };
+        self.diags.push(d);
+    }
+}
+
+/// `prefix.local`, or `local` at the top.
+fn join(prefix: &str, local: &str) -> String {
+    if prefix.is_empty() {
+        local.to_string()
+    } else {
+        format!("{prefix}.{local}")
+    }
+}

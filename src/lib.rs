@@ -1,0 +1,2 @@
+pub use resnetc_compiler as compiler;
+pub use resnetc_runtime as runtime;
