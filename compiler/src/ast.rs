@@ -90,11 +90,7 @@ pub struct Shortcut {
 #[derive(Debug, Clone)]
 pub enum ShortcutKind {
     /// `identity`, `projection`, `pad`, `avgdown`, with their arguments.
-    Named {
-        kind: Ident,
-        args: Vec<Arg>,
-        always: bool,
-    },
+    Named { kind: Ident, args: Vec<Arg>, always: bool },
     /// A path written out by hand.
     Path(Vec<Stmt>),
 }

@@ -26,11 +26,7 @@ impl Span {
 
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
-        Span {
-            file: self.file,
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 }
 
@@ -49,10 +45,7 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
-        self.files.push(SourceFile {
-            name: name.into(),
-            text: text.into(),
-        });
+        self.files.push(SourceFile { name: name.into(), text: text.into() });
         FileId(self.files.len() as u32 - 1)
     }
 
@@ -78,31 +71,29 @@ pub struct Diagnostic {
     pub span: Option<Span>,
     pub label: String,
     pub help: Option<String>,
+    /// Further places, each with a label (shown when in the same file as `span`).
+    pub notes: Vec<(Span, String)>,
 }
 
 impl Diagnostic {
     /// An error pointing at `span`.
     pub fn error(span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            message: message.into(),
-            span: Some(span),
-            label: "here".into(),
-            help: None,
-        }
+        Diagnostic { message: message.into(), span: Some(span), label: "here".into(), help: None, notes: vec![] }
     }
 
     /// An error that is not about a place in a file (a bad `--set`, say).
     pub fn global(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            message: message.into(),
-            span: None,
-            label: String::new(),
-            help: None,
-        }
+        Diagnostic { message: message.into(), span: None, label: String::new(), help: None, notes: vec![] }
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Diagnostic {
         self.label = label.into();
+        self
+    }
+
+    /// Adds a labelled secondary place.
+    pub fn note(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.notes.push((span, label.into()));
         self
     }
 
@@ -129,19 +120,11 @@ impl CompileError {
     /// Renders all diagnostics, with ANSI colours when `color` is set.
     pub fn render_with(&self, color: bool) -> String {
         let theme = if color {
-            miette::GraphicalTheme {
-                characters: miette::ThemeCharacters::ascii(),
-                styles: miette::ThemeStyles::ansi(),
-            }
+            miette::GraphicalTheme { characters: miette::ThemeCharacters::ascii(), styles: miette::ThemeStyles::ansi() }
         } else {
-            miette::GraphicalTheme {
-                characters: miette::ThemeCharacters::ascii(),
-                styles: miette::ThemeStyles::none(),
-            }
+            miette::GraphicalTheme { characters: miette::ThemeCharacters::ascii(), styles: miette::ThemeStyles::none() }
         };
-        let handler = miette::GraphicalReportHandler::new_themed(theme)
-            .with_width(100)
-            .with_context_lines(1);
+        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100).with_context_lines(1);
         let mut out = String::new();
         for d in &self.diagnostics {
             let report = Rendered::new(d, &self.sources);
@@ -192,31 +175,16 @@ impl Rendered {
         let (source, labels) = match d.span {
             Some(span) => {
                 let file = sources.get(span.file);
-                let len = span
-                    .end
-                    .saturating_sub(span.start)
-                    .max(usize::from(span.start < file.text.len()));
-                let label = miette::LabeledSpan::new(
-                    Some(d.label.clone()),
-                    span.start.min(file.text.len()),
-                    len,
-                );
-                (
-                    Some(miette::NamedSource::new(
-                        file.name.clone(),
-                        file.text.clone(),
-                    )),
-                    vec![label],
-                )
+                let len = span.end.saturating_sub(span.start).max(usize::from(span.start < file.text.len()));
+                let mut labels = vec![miette::LabeledSpan::new_primary_with_span(Some(d.label.clone()), (span.start.min(file.text.len()), len))];
+                for (s, l) in d.notes.iter().filter(|(s, _)| s.file == span.file) {
+                    labels.push(miette::LabeledSpan::new(Some(l.clone()), s.start.min(file.text.len()), s.end.saturating_sub(s.start)));
+                }
+                (Some(miette::NamedSource::new(file.name.clone(), file.text.clone())), labels)
             }
             None => (None, vec![]),
         };
-        Rendered {
-            message: d.message.clone(),
-            source,
-            labels,
-            help: d.help.clone(),
-        }
+        Rendered { message: d.message.clone(), source, labels, help: d.help.clone() }
     }
 }
 
@@ -240,17 +208,12 @@ impl miette::Diagnostic for Rendered {
         }
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 }
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = edit_distance(word, c);
@@ -267,9 +230,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -25,30 +25,14 @@ pub struct Source {
 impl Source {
     /// A spec held in memory; `use` resolves relative to the current directory.
     pub fn inline(name: impl Into<String>, text: impl Into<String>) -> Source {
-        Source {
-            name: name.into(),
-            text: text.into(),
-            dir: Some(PathBuf::from(".")),
-            path: None,
-        }
+        Source { name: name.into(), text: text.into(), dir: Some(PathBuf::from(".")), path: None }
     }
 
     /// Reads a spec from disk.
     pub fn read(path: &Path) -> std::io::Result<Source> {
         let text = std::fs::read_to_string(path)?;
-        let dir = path.parent().map(|d| {
-            if d.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                d.to_path_buf()
-            }
-        });
-        Ok(Source {
-            name: path.display().to_string(),
-            text,
-            dir,
-            path: path.canonicalize().ok(),
-        })
+        let dir = path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
+        Ok(Source { name: path.display().to_string(), text, dir, path: path.canonicalize().ok() })
     }
 }
 
@@ -62,19 +46,9 @@ pub struct Program {
 
 /// Parses `root` and, transitively, the files it uses. Never stops at the first error.
 pub fn load(root: &Source) -> (Program, Vec<Diagnostic>) {
-    let mut l = Loader {
-        program: Program::default(),
-        diags: vec![],
-        stack: vec![],
-        seen: vec![],
-    };
+    let mut l = Loader { program: Program::default(), diags: vec![], stack: vec![], seen: vec![] };
     l.seen.extend(root.path.clone());
-    l.visit(
-        root.name.clone(),
-        root.text.clone(),
-        root.dir.clone(),
-        root.path.clone(),
-    );
+    l.visit(root.name.clone(), root.text.clone(), root.dir.clone(), root.path.clone());
     (l.program, l.diags)
 }
 
@@ -92,51 +66,37 @@ impl Loader {
         let id = self.program.sources.add(name, text);
         let (file, diags) = syntax::parse(id, &self.program.sources.get(id).text);
         self.diags.extend(diags);
-        let uses: Vec<ast::Use> = file
-            .items
-            .iter()
-            .filter_map(|i| {
-                if let ast::Item::Use(u) = i {
-                    Some(u.clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let uses: Vec<ast::Use> =
+            file.items.iter().filter_map(|i| if let ast::Item::Use(u) = i { Some(u.clone()) } else { None }).collect();
         self.program.files.push((id, file));
         if let Some(k) = &key {
             self.stack.push(k.clone());
         }
+        // Used files are shown by a name relative to the one that uses them.
+        let shown_dir = Path::new(&self.program.sources.get(id).name).parent().map(Path::to_path_buf).unwrap_or_default();
         for u in uses {
-            self.use_file(&u, dir.as_deref());
+            self.use_file(&u, dir.as_deref(), &shown_dir);
         }
         if key.is_some() {
             self.stack.pop();
         }
     }
 
-    fn use_file(&mut self, u: &ast::Use, dir: Option<&Path>) {
+    fn use_file(&mut self, u: &ast::Use, dir: Option<&Path>, shown_dir: &Path) {
         let Some(dir) = dir else {
-            self.diags.push(
-                Diagnostic::error(u.span, "`use` is not available here")
-                    .help("inline specs cannot use other files"),
-            );
+            self.diags.push(Diagnostic::error(u.span, "`use` is not available here").help("inline specs cannot use other files"));
             return;
         };
         let path = dir.join(&u.path);
         let canonical = match path.canonicalize() {
             Ok(p) => p,
             Err(e) => {
-                self.diags.push(error_reading(u.span, &path, &e));
+                self.diags.push(error_reading(u.span, &shown_dir.join(&u.path), &e));
                 return;
             }
         };
         if let Some(pos) = self.stack.iter().position(|p| *p == canonical) {
-            let cycle: Vec<String> = self.stack[pos..]
-                .iter()
-                .chain([&canonical])
-                .map(|p| file_name(p))
-                .collect();
+            let cycle: Vec<String> = self.stack[pos..].iter().chain([&canonical]).map(|p| file_name(p)).collect();
             self.diags.push(
                 Diagnostic::error(u.span, format!("`use` cycle: {}", cycle.join(" -> ")))
                     .label("this use closes the cycle")
@@ -151,18 +111,15 @@ impl Loader {
         match std::fs::read_to_string(&canonical) {
             Ok(text) => {
                 let dir = canonical.parent().map(Path::to_path_buf);
-                self.visit(path.display().to_string(), text, dir, Some(canonical));
+                self.visit(shown_dir.join(&u.path).display().to_string(), text, dir, Some(canonical));
             }
-            Err(e) => self.diags.push(error_reading(u.span, &path, &e)),
+            Err(e) => self.diags.push(error_reading(u.span, &shown_dir.join(&u.path), &e)),
         }
     }
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(
-        || p.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn error_reading(span: Span, path: &Path, e: &std::io::Error) -> Diagnostic {

@@ -29,24 +29,17 @@ impl Options {
     /// Parses `NAME=VALUE`.
     pub fn parse_set(text: &str) -> Result<(String, String), String> {
         match text.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
             _ => Err(format!("expected NAME=VALUE, found `{text}`")),
         }
     }
 
     /// Parses `C,H,W`.
     pub fn parse_input_shape(text: &str) -> Result<[usize; 3], String> {
-        let dims: Vec<Result<usize, _>> = text
-            .split([',', 'x'])
-            .map(|d| d.trim().parse::<usize>())
-            .collect();
+        let dims: Vec<Result<usize, _>> = text.split([',', 'x']).map(|d| d.trim().parse::<usize>()).collect();
         match dims.as_slice() {
             [Ok(c), Ok(h), Ok(w)] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
-            _ => Err(format!(
-                "expected C,H,W with three positive integers, found `{text}`"
-            )),
+            _ => Err(format!("expected C,H,W with three positive integers, found `{text}`")),
         }
     }
 }
@@ -67,10 +60,7 @@ pub fn compile(source: &Source, options: &Options) -> Result<ir::Graph, CompileE
             }
             Ok(g)
         }
-        _ => Err(CompileError {
-            diagnostics,
-            sources: program.sources,
-        }),
+        _ => Err(CompileError { diagnostics, sources: program.sources }),
     }
 }
 
@@ -79,10 +69,7 @@ pub fn compile_file(path: &std::path::Path, options: &Options) -> Result<ir::Gra
     match Source::read(path) {
         Ok(src) => compile(&src, options),
         Err(e) => Err(CompileError {
-            diagnostics: vec![Diagnostic::global(format!(
-                "cannot read `{}`: {e}",
-                path.display()
-            ))],
+            diagnostics: vec![Diagnostic::global(format!("cannot read `{}`: {e}", path.display()))],
             sources: Default::default(),
         }),
     }

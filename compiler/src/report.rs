@@ -37,12 +37,7 @@ impl Summary {
                     name: n.name.clone(),
                     op: n.op.kind().to_string(),
                     shape: [batch, n.shape.c, n.shape.h, n.shape.w],
-                    params: n
-                        .params
-                        .iter()
-                        .filter(|p| p.role.is_trainable())
-                        .map(|p| p.numel())
-                        .sum(),
+                    params: n.params.iter().filter(|p| p.role.is_trainable()).map(|p| p.numel()).sum(),
                     macs: graph.node_macs(id) * batch as u64,
                 }
             })
@@ -61,18 +56,9 @@ impl Summary {
     /// A fixed-width table.
     pub fn to_table(&self) -> String {
         let shape = |s: &[usize; 4]| format!("[{}, {}, {}, {}]", s[0], s[1], s[2], s[3]);
-        let name_w = self
-            .layers
-            .iter()
-            .map(|l| l.name.len())
-            .max()
-            .unwrap_or(4)
-            .max(5);
+        let name_w = self.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).max(5);
         let mut out = format!("network {}  input {}\n", self.network, shape(&self.input));
-        out.push_str(&format!(
-            "{:<name_w$}  {:<15}  {:<20}  {:>12}  {:>15}\n",
-            "layer", "op", "output", "params", "MACs"
-        ));
+        out.push_str(&format!("{:<name_w$}  {:<15}  {:<20}  {:>12}  {:>15}\n", "layer", "op", "output", "params", "MACs"));
         out.push_str(&format!("{}\n", "-".repeat(name_w + 70)));
         for l in &self.layers {
             out.push_str(&format!(
@@ -85,11 +71,7 @@ impl Summary {
             ));
         }
         out.push_str(&format!("{}\n", "-".repeat(name_w + 70)));
-        out.push_str(&format!(
-            "total params: {} ({:.2} M)\n",
-            group(self.total_params as u64),
-            self.total_params as f64 / 1e6
-        ));
+        out.push_str(&format!("total params: {} ({:.2} M)\n", group(self.total_params as u64), self.total_params as f64 / 1e6));
         out.push_str(&format!(
             "total MACs:   {} ({:.3} G) at batch {}\n",
             group(self.total_macs),
@@ -119,20 +101,7 @@ pub fn group(n: u64) -> String {
 
 /// Every `state_dict` key the model expects with its shape, one a line: `key [d0, d1, ...]`.
 pub fn params_listing(graph: &Graph) -> String {
-    graph
-        .params()
-        .map(|p| {
-            format!(
-                "{} [{}]\n",
-                p.key,
-                p.shape
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-        .collect()
+    graph.params().map(|p| format!("{} [{}]\n", p.key, p.shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))).collect()
 }
 
 #[cfg(test)]

@@ -54,10 +54,7 @@ pub(crate) struct SpecArgs {
 impl SpecArgs {
     /// Compiles the spec, printing diagnostics on failure.
     pub(crate) fn compile(&self) -> Result<Graph, ExitCode> {
-        let opts = Options {
-            sets: self.sets.clone(),
-            input_shape: self.input_shape,
-        };
+        let opts = Options { sets: self.sets.clone(), input_shape: self.input_shape };
         compile_file(&self.spec, &opts).map_err(|e| report_error(&e))
     }
 }
@@ -105,12 +102,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(spec) => spec.compile().map(|g| {
-            println!(
-                "{}: ok ({} layers, {} parameters)",
-                spec.spec.display(),
-                g.nodes.len() - 1,
-                report::group(g.param_count() as u64)
-            );
+            println!("{}: ok ({} layers, {} parameters)", spec.spec.display(), g.nodes.len() - 1, report::group(g.param_count() as u64));
         }),
         Command::Summary(a) => a.spec.compile().and_then(|g| {
             if a.batch == 0 {
@@ -124,9 +116,7 @@ pub fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Params(spec) => spec
-            .compile()
-            .map(|g| print!("{}", report::params_listing(&g))),
+        Command::Params(spec) => spec.compile().map(|g| print!("{}", report::params_listing(&g))),
         Command::Graph(a) => a.spec.compile().map(|g| match a.format {
             GraphFormat::Text => print!("{}", g.dump()),
             GraphFormat::Dot => print!("{}", g.to_dot()),

@@ -123,43 +123,15 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: impl Into<String>, input: Shape) -> Graph {
-        let input = Node {
-            op: Op::Input,
-            inputs: vec![],
-            shape: input,
-            name: "input".into(),
-            span: None,
-            params: vec![],
-        };
-        Graph {
-            name: name.into(),
-            nodes: vec![input],
-            output: NodeId(0),
-            marks: vec![],
-        }
+        let input = Node { op: Op::Input, inputs: vec![], shape: input, name: "input".into(), span: None, params: vec![] };
+        Graph { name: name.into(), nodes: vec![input], output: NodeId(0), marks: vec![] }
     }
 
     /// Appends a node and returns its id; parameter slots are derived from the op and name.
-    pub fn push(
-        &mut self,
-        op: Op,
-        inputs: Vec<NodeId>,
-        shape: Shape,
-        name: String,
-        span: Option<Span>,
-    ) -> NodeId {
+    pub fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Shape, name: String, span: Option<Span>) -> NodeId {
         let in_shape = inputs.first().map(|&i| self.node(i).shape);
-        let params = in_shape
-            .map(|s| op.param_slots(&name, s))
-            .unwrap_or_default();
-        self.nodes.push(Node {
-            op,
-            inputs,
-            shape,
-            name,
-            span,
-            params,
-        });
+        let params = in_shape.map(|s| op.param_slots(&name, s)).unwrap_or_default();
+        self.nodes.push(Node { op, inputs, shape, name, span, params });
         let id = NodeId(self.nodes.len() as u32 - 1);
         self.output = id;
         id
@@ -188,10 +160,7 @@ impl Graph {
 
     /// The number of trainable parameters, as `sum(p.numel() for p in model.parameters())`.
     pub fn param_count(&self) -> usize {
-        self.params()
-            .filter(|p| p.role.is_trainable())
-            .map(ParamSlot::numel)
-            .sum()
+        self.params().filter(|p| p.role.is_trainable()).map(ParamSlot::numel).sum()
     }
 
     /// Multiply-accumulates of one sample (convolutions and linear layers).
@@ -216,25 +185,14 @@ impl Graph {
         for (i, n) in self.nodes.iter().enumerate() {
             for inp in &n.inputs {
                 if inp.index() >= i {
-                    return Err(format!(
-                        "node %{i} ({}) uses %{} which does not come before it",
-                        n.name, inp.0
-                    ));
+                    return Err(format!("node %{i} ({}) uses %{} which does not come before it", n.name, inp.0));
                 }
             }
             if n.op.arity() != n.inputs.len() {
-                return Err(format!(
-                    "node %{i} ({}) has {} inputs, its op takes {}",
-                    n.name,
-                    n.inputs.len(),
-                    n.op.arity()
-                ));
+                return Err(format!("node %{i} ({}) has {} inputs, its op takes {}", n.name, n.inputs.len(), n.op.arity()));
             }
             if n.shape.is_empty() {
-                return Err(format!(
-                    "node %{i} ({}) has an empty shape {}",
-                    n.name, n.shape
-                ));
+                return Err(format!("node %{i} ({}) has an empty shape {}", n.name, n.shape));
             }
         }
         if self.output.index() >= self.nodes.len() {

@@ -109,31 +109,19 @@ impl Op {
 
     /// The weights this op reads, named under `name`, given its input shape.
     pub fn param_slots(&self, name: &str, input: Shape) -> Vec<ParamSlot> {
-        let slot = |role: ParamRole, shape: Vec<usize>| ParamSlot {
-            key: format!("{name}.{}", role.suffix()),
-            role,
-            shape,
-        };
+        let slot = |role: ParamRole, shape: Vec<usize>| ParamSlot { key: format!("{name}.{}", role.suffix()), role, shape };
         match *self {
             Op::Conv2d(c) => {
-                let mut v = vec![slot(
-                    ParamRole::Weight,
-                    vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel],
-                )];
+                let mut v = vec![slot(ParamRole::Weight, vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel])];
                 if c.bias {
                     v.push(slot(ParamRole::Bias, vec![c.out_channels]));
                 }
                 v
             }
-            Op::BatchNorm { .. } => [
-                ParamRole::Weight,
-                ParamRole::Bias,
-                ParamRole::RunningMean,
-                ParamRole::RunningVar,
-            ]
-            .into_iter()
-            .map(|r| slot(r, vec![input.c]))
-            .collect(),
+            Op::BatchNorm { .. } => [ParamRole::Weight, ParamRole::Bias, ParamRole::RunningMean, ParamRole::RunningVar]
+                .into_iter()
+                .map(|r| slot(r, vec![input.c]))
+                .collect(),
             Op::Linear { out_features, bias } => {
                 let mut v = vec![slot(ParamRole::Weight, vec![out_features, input.len()])];
                 if bias {
@@ -159,12 +147,7 @@ impl Op {
         match *self {
             Op::Conv2d(c) => {
                 let mut s = format!("out={}, k={}", c.out_channels, c.kernel);
-                for (n, v, d) in [
-                    ("s", c.stride, 1),
-                    ("p", c.padding, 0),
-                    ("d", c.dilation, 1),
-                    ("groups", c.groups, 1),
-                ] {
+                for (n, v, d) in [("s", c.stride, 1), ("p", c.padding, 0), ("d", c.dilation, 1), ("groups", c.groups, 1)] {
                     if v != d {
                         s.push_str(&format!(", {n}={v}"));
                     }
@@ -188,11 +171,7 @@ impl Op {
             Op::Linear { out_features, bias } => {
                 format!("out={out_features}{}", if bias { ", bias" } else { "" })
             }
-            Op::PadChannels {
-                before,
-                after,
-                stride,
-            } => format!("before={before}, after={after}, s={stride}"),
+            Op::PadChannels { before, after, stride } => format!("before={before}, after={after}, s={stride}"),
             _ => String::new(),
         }
     }

@@ -26,67 +26,33 @@ fn matching_stride(from: Shape, to: Shape) -> Option<usize> {
 impl<'p> Lowerer<'p> {
     /// `NAME: stage(block, args..., blocks = N, stride = s, ...)`: N instances of the block,
     /// named `NAME.0` ... `NAME.{N-1}`; `stride` goes to the first instance only.
-    pub(super) fn stage(
-        &mut self,
-        layer: &'p Layer,
-        env: &Env,
-        path: &str,
-        x: NodeId,
-    ) -> Option<NodeId> {
+    pub(super) fn stage(&mut self, layer: &'p Layer, env: &Env, path: &str, x: NodeId) -> Option<NodeId> {
         let usage = "write `stage(BLOCK, args..., blocks = N)`, e.g. `stage(basic, 64, blocks = 2, stride = 2)`";
         let Some(first) = layer.args.first().filter(|a| a.name.is_none()) else {
-            self.diags.push(
-                Diagnostic::error(
-                    layer.span,
-                    "`stage` needs the block to repeat as its first argument",
-                )
-                .help(usage),
-            );
+            self.diags.push(Diagnostic::error(layer.span, "`stage` needs the block to repeat as its first argument").help(usage));
             return None;
         };
         let ExprKind::Name(block) = &first.value.kind else {
-            self.diags.push(
-                Diagnostic::error(
-                    first.span,
-                    "the first argument of `stage` must name a block",
-                )
-                .help(usage),
-            );
+            self.diags.push(Diagnostic::error(first.span, "the first argument of `stage` must name a block").help(usage));
             return None;
         };
         let Some(def) = self.blocks.get(block.as_str()).copied() else {
-            let d = Diagnostic::error(first.span, format!("unknown block `{block}`"))
-                .label("no block of this name");
+            let d = Diagnostic::error(first.span, format!("unknown block `{block}`")).label("no block of this name");
             let d = match did_you_mean(block, self.blocks.keys().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => d.help(
-                    "define it with `block NAME(params) { ... }` or `use` the file that does",
-                ),
+                None => d.help("define it with `block NAME(params) { ... }` or `use` the file that does"),
             };
             self.diags.push(d);
             return None;
         };
-        let Some(count_arg) = layer
-            .args
-            .iter()
-            .find(|a| a.name.as_ref().is_some_and(|n| n.text == "blocks"))
-        else {
-            self.diags.push(
-                Diagnostic::error(
-                    layer.span,
-                    "`stage` needs `blocks = N`, the number of blocks",
-                )
-                .help(usage),
-            );
+        let Some(count_arg) = layer.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.text == "blocks")) else {
+            self.diags.push(Diagnostic::error(layer.span, "`stage` needs `blocks = N`, the number of blocks").help(usage));
             return None;
         };
         let count = match eval(&count_arg.value, env) {
             Ok(Value::Int(n)) if n >= 1 => n as usize,
             Ok(v) => {
-                self.diags.push(Diagnostic::error(
-                    count_arg.value.span,
-                    format!("`blocks` must be an integer of at least 1, found {v}"),
-                ));
+                self.diags.push(Diagnostic::error(count_arg.value.span, format!("`blocks` must be an integer of at least 1, found {v}")));
                 return None;
             }
             Err(d) => {
@@ -104,14 +70,7 @@ impl<'p> Lowerer<'p> {
                     _ => true,
                 })
                 .collect();
-            y = self.block_call(
-                def,
-                layer,
-                args.iter().copied(),
-                env,
-                &join(path, &i.to_string()),
-                y,
-            )?;
+            y = self.block_call(def, layer, args.iter().copied(), env, &join(path, &i.to_string()), y)?;
         }
         Some(y)
     }
@@ -128,10 +87,7 @@ impl<'p> Lowerer<'p> {
     ) -> Option<NodeId> {
         let name = def.name.text.as_str();
         if self.stack.contains(&name) {
-            self.diags.push(
-                Diagnostic::error(call.op.span, format!("block `{name}` contains itself"))
-                    .help("blocks cannot be recursive"),
-            );
+            self.diags.push(Diagnostic::error(call.op.span, format!("block `{name}` contains itself")).help("blocks cannot be recursive"));
             return None;
         }
         let mut inner = Env::new();
@@ -144,11 +100,8 @@ impl<'p> Lowerer<'p> {
                     positional += 1;
                     if positional > def.params.len() {
                         self.diags.push(
-                            Diagnostic::error(
-                                a.span,
-                                format!("block `{name}` takes {} parameters", def.params.len()),
-                            )
-                            .label("one too many"),
+                            Diagnostic::error(a.span, format!("block `{name}` takes {} parameters", def.params.len()))
+                                .label("one too many"),
                         );
                         failed = true;
                         continue;
@@ -158,23 +111,13 @@ impl<'p> Lowerer<'p> {
                 Some(n) => match def.params.iter().position(|p| p.name.text == n.text) {
                     Some(i) => i,
                     None => {
-                        let d = Diagnostic::error(
-                            n.span,
-                            format!("block `{name}` has no parameter `{}`", n.text),
-                        )
-                        .label("unknown parameter");
-                        let d = match did_you_mean(
-                            &n.text,
-                            def.params.iter().map(|p| p.name.text.as_str()),
-                        ) {
+                        let d =
+                            Diagnostic::error(n.span, format!("block `{name}` has no parameter `{}`", n.text)).label("unknown parameter");
+                        let d = match did_you_mean(&n.text, def.params.iter().map(|p| p.name.text.as_str())) {
                             Some(s) => d.help(format!("did you mean `{s}`?")),
                             None => d.help(format!(
                                 "its parameters: {}",
-                                def.params
-                                    .iter()
-                                    .map(|p| p.name.text.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                def.params.iter().map(|p| p.name.text.as_str()).collect::<Vec<_>>().join(", ")
                             )),
                         };
                         self.diags.push(d);
@@ -197,12 +140,9 @@ impl<'p> Lowerer<'p> {
                 (None, Some(e)) => self.ok(eval(e, &inner)),
                 (None, None) => {
                     self.diags.push(
-                        Diagnostic::error(
-                            call.span,
-                            format!("block `{name}` needs the parameter `{}`", p.name.text),
-                        )
-                        .label("missing parameter")
-                        .help(format!("`{}` has no default; pass it here", p.name.text)),
+                        Diagnostic::error(call.span, format!("block `{name}` needs the parameter `{}`", p.name.text))
+                            .label("missing parameter")
+                            .help(format!("`{}` has no default; pass it here", p.name.text)),
                     );
                     None
                 }
@@ -239,17 +179,10 @@ impl<'p> Lowerer<'p> {
             Some(from) => match names.outputs.get(&from.text) {
                 Some((id, _)) => *id,
                 None => {
-                    let d = Diagnostic::error(
-                        from.span,
-                        format!("no layer `{}` before this shortcut", from.text),
-                    )
-                    .label("unknown layer");
-                    let d = match did_you_mean(&from.text, names.outputs.keys().map(String::as_str))
-                    {
+                    let d = Diagnostic::error(from.span, format!("no layer `{}` before this shortcut", from.text)).label("unknown layer");
+                    let d = match did_you_mean(&from.text, names.outputs.keys().map(String::as_str)) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None => d.help(
-                            "`from` names a layer of this block that comes before the shortcut",
-                        ),
+                        None => d.help("`from` names a layer of this block that comes before the shortcut"),
                     };
                     self.diags.push(d);
                     return None;
@@ -268,10 +201,7 @@ impl<'p> Lowerer<'p> {
             ShortcutKind::Named { kind, args, always } => {
                 let k = kind.text.as_str();
                 if *always && !matches!(k, "projection" | "avgdown") {
-                    self.diags.push(Diagnostic::error(
-                        sc.span,
-                        format!("`always` applies to `projection` and `avgdown`, not `{k}`"),
-                    ));
+                    self.diags.push(Diagnostic::error(sc.span, format!("`always` applies to `projection` and `avgdown`, not `{k}`")));
                     return None;
                 }
                 let params: &[_] = match k {
@@ -279,8 +209,7 @@ impl<'p> Lowerer<'p> {
                     _ => &[],
                 };
                 if !matches!(k, "identity" | "projection" | "pad" | "avgdown") {
-                    let d = Diagnostic::error(kind.span, format!("unknown shortcut kind `{k}`"))
-                        .label("not a shortcut kind");
+                    let d = Diagnostic::error(kind.span, format!("unknown shortcut kind `{k}`")).label("not a shortcut kind");
                     let d = match did_you_mean(k, ["identity", "projection", "pad", "avgdown"]) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None => d.help("shortcut kinds: identity, projection, pad, avgdown, or a path `{ ... }`"),
@@ -303,31 +232,16 @@ impl<'p> Lowerer<'p> {
                                 return None;
                             }
                             let diff = to_shape.c - from_shape.c;
-                            let op = Op::PadChannels {
-                                before: diff / 2,
-                                after: diff - diff / 2,
-                                stride,
-                            };
-                            self.graph
-                                .push(op, vec![src], to_shape, path.clone(), Some(sc.span))
+                            let op = Op::PadChannels { before: diff / 2, after: diff - diff / 2, stride };
+                            self.graph.push(op, vec![src], to_shape, path.clone(), Some(sc.span))
                         }
-                        "projection" => {
-                            self.projection(src, to_shape, stride, 0, &path, sc.span, b.bool("bn"))
-                        }
+                        "projection" => self.projection(src, to_shape, stride, 0, &path, sc.span, b.bool("bn")),
                         _ => {
                             // timm's ResNet-D layout: pool `.0` (absent at stride 1), conv `.1`, bn `.2`.
                             let mut x = src;
                             if stride > 1 {
-                                let pool = Pool {
-                                    kernel: stride,
-                                    stride,
-                                    padding: 0,
-                                    ceil_mode: true,
-                                    count_include_pad: false,
-                                };
-                                let (h, w) = self.spatial(
-                                    sc.span, "avgdown", from_shape, stride, stride, 0, 1, true,
-                                )?;
+                                let pool = Pool { kernel: stride, stride, padding: 0, ceil_mode: true, count_include_pad: false };
+                                let (h, w) = self.spatial(sc.span, "avgdown", from_shape, stride, stride, 0, 1, true)?;
                                 x = self.graph.push(
                                     Op::AvgPool(pool),
                                     vec![x],
@@ -351,53 +265,18 @@ impl<'p> Lowerer<'p> {
             self.mismatch(sc.span, kind, got, to_shape);
             return None;
         }
-        Some(self.graph.push(
-            Op::Add,
-            vec![main, short],
-            to_shape,
-            join(prefix, "add"),
-            Some(sc.span),
-        ))
+        Some(self.graph.push(Op::Add, vec![main, short], to_shape, join(prefix, "add"), Some(sc.span)))
     }
 
     /// A 1x1 conv (+ bn) from `x` to `to`, named `path.conv_index` and `path.conv_index+1`.
     #[allow(clippy::too_many_arguments)]
-    fn projection(
-        &mut self,
-        x: NodeId,
-        to: Shape,
-        stride: usize,
-        conv_index: usize,
-        path: &str,
-        span: Span,
-        bn: bool,
-    ) -> NodeId {
-        let conv = Conv {
-            out_channels: to.c,
-            kernel: 1,
-            stride,
-            padding: 0,
-            dilation: 1,
-            groups: 1,
-            bias: false,
-        };
-        let y = self.graph.push(
-            Op::Conv2d(conv),
-            vec![x],
-            to,
-            join(path, &conv_index.to_string()),
-            Some(span),
-        );
+    fn projection(&mut self, x: NodeId, to: Shape, stride: usize, conv_index: usize, path: &str, span: Span, bn: bool) -> NodeId {
+        let conv = Conv { out_channels: to.c, kernel: 1, stride, padding: 0, dilation: 1, groups: 1, bias: false };
+        let y = self.graph.push(Op::Conv2d(conv), vec![x], to, join(path, &conv_index.to_string()), Some(span));
         if !bn {
             return y;
         }
-        self.graph.push(
-            Op::BatchNorm { eps: 1e-5 },
-            vec![y],
-            to,
-            join(path, &(conv_index + 1).to_string()),
-            Some(span),
-        )
+        self.graph.push(Op::BatchNorm { eps: 1e-5 }, vec![y], to, join(path, &(conv_index + 1).to_string()), Some(span))
     }
 
     fn mismatch(&mut self, span: Span, kind: &str, from: Shape, to: Shape) {
@@ -407,9 +286,12 @@ impl<'p> Lowerer<'p> {
             _ => "the main path's output shape must be reachable from the shortcut's input",
         };
         self.diags.push(
-            Diagnostic::error(span, format!("the {kind} shortcut cannot match shapes: the shortcut gives {from} but the main path gives {to}"))
-                .label("shapes cannot be added")
-                .help(help),
+            Diagnostic::error(
+                span,
+                format!("the {kind} shortcut cannot match shapes: the shortcut gives {from} but the main path gives {to}"),
+            )
+            .label("shapes cannot be added")
+            .help(help),
         );
     }
 }
@@ -420,21 +302,9 @@ mod tests {
 
     #[test]
     fn strides_are_inferred_from_shapes() {
-        assert_eq!(
-            matching_stride(Shape::new(64, 56, 56), Shape::new(128, 28, 28)),
-            Some(2)
-        );
-        assert_eq!(
-            matching_stride(Shape::new(64, 7, 7), Shape::new(128, 4, 4)),
-            Some(2)
-        );
-        assert_eq!(
-            matching_stride(Shape::new(64, 8, 8), Shape::new(64, 8, 8)),
-            Some(1)
-        );
-        assert_eq!(
-            matching_stride(Shape::new(64, 8, 8), Shape::new(64, 9, 9)),
-            None
-        );
+        assert_eq!(matching_stride(Shape::new(64, 56, 56), Shape::new(128, 28, 28)), Some(2));
+        assert_eq!(matching_stride(Shape::new(64, 7, 7), Shape::new(128, 4, 4)), Some(2));
+        assert_eq!(matching_stride(Shape::new(64, 8, 8), Shape::new(64, 8, 8)), Some(1));
+        assert_eq!(matching_stride(Shape::new(64, 8, 8), Shape::new(64, 9, 9)), None);
     }
 }

@@ -27,11 +27,7 @@ impl Value {
         match text.trim() {
             "true" => Some(Value::Bool(true)),
             "false" => Some(Value::Bool(false)),
-            t => t
-                .parse()
-                .map(Value::Int)
-                .ok()
-                .or_else(|| t.parse().map(Value::Float).ok()),
+            t => t.parse().map(Value::Int).ok().or_else(|| t.parse().map(Value::Float).ok()),
         }
     }
 }
@@ -56,8 +52,7 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, Diagnostic> {
         ExprKind::Float(x) => Ok(Value::Float(*x)),
         ExprKind::Bool(b) => Ok(Value::Bool(*b)),
         ExprKind::Name(n) => env.get(n).copied().ok_or_else(|| {
-            let d = Diagnostic::error(e.span, format!("unknown name `{n}`"))
-                .label("not a parameter or `let` in scope");
+            let d = Diagnostic::error(e.span, format!("unknown name `{n}`")).label("not a parameter or `let` in scope");
             match did_you_mean(n, env.keys().map(String::as_str)) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d,
@@ -66,10 +61,7 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, Diagnostic> {
         ExprKind::Neg(x) => match eval(x, env)? {
             Value::Int(i) => Ok(Value::Int(-i)),
             Value::Float(f) => Ok(Value::Float(-f)),
-            v => Err(Diagnostic::error(
-                e.span,
-                format!("cannot negate {}", v.type_name()),
-            )),
+            v => Err(Diagnostic::error(e.span, format!("cannot negate {}", v.type_name()))),
         },
         ExprKind::Binary(op, l, r) => {
             let (a, b) = (eval(l, env)?, eval(r, env)?);
@@ -94,9 +86,7 @@ fn binary(op: BinOp, a: Value, b: Value, span: Span, rhs: Span) -> Result<Value,
             };
             r.map(Value::Int).ok_or_else(overflow)
         }
-        (Value::Bool(_), _) | (_, Value::Bool(_)) => {
-            Err(Diagnostic::error(span, "arithmetic on a boolean"))
-        }
+        (Value::Bool(_), _) | (_, Value::Bool(_)) => Err(Diagnostic::error(span, "arithmetic on a boolean")),
         (x, y) => {
             let (x, y) = (as_f64(x), as_f64(y));
             Ok(Value::Float(match op {
@@ -137,9 +127,7 @@ impl Ty {
 
     fn accept(self, v: Value) -> Option<Value> {
         match (self, v) {
-            (Ty::Int, Value::Int(_))
-            | (Ty::Bool, Value::Bool(_))
-            | (Ty::Float, Value::Float(_)) => Some(v),
+            (Ty::Int, Value::Int(_)) | (Ty::Bool, Value::Bool(_)) | (Ty::Float, Value::Float(_)) => Some(v),
             (Ty::Float, Value::Int(i)) => Some(Value::Float(i as f64)),
             _ => None,
         }
@@ -156,20 +144,12 @@ pub struct ParamSpec {
 
 /// A required parameter.
 pub const fn req(names: &'static [&'static str], ty: Ty) -> ParamSpec {
-    ParamSpec {
-        names,
-        ty,
-        default: None,
-    }
+    ParamSpec { names, ty, default: None }
 }
 
 /// An optional parameter.
 pub const fn opt(names: &'static [&'static str], ty: Ty, default: Value) -> ParamSpec {
-    ParamSpec {
-        names,
-        ty,
-        default: Some(default),
-    }
+    ParamSpec { names, ty, default: Some(default) }
 }
 
 /// Bound arguments of a built-in op, by the parameter's first name.
@@ -209,14 +189,7 @@ impl Bound {
 
 /// Binds `args` to the parameters of op `op`. Parameters whose default is `None` and that
 /// are listed in `optional_no_default` may stay unbound; others are required.
-pub fn bind(
-    op: &str,
-    call: Span,
-    params: &[ParamSpec],
-    args: &[Arg],
-    env: &Env,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Bound> {
+pub fn bind(op: &str, call: Span, params: &[ParamSpec], args: &[Arg], env: &Env, diags: &mut Vec<Diagnostic>) -> Option<Bound> {
     bind_with(op, call, params, &[], args, env, diags)
 }
 
@@ -232,6 +205,8 @@ pub fn bind_with(
 ) -> Option<Bound> {
     let before = diags.len();
     let mut bound = Bound::default();
+    // Parameters whose argument was written but failed to evaluate: not "missing".
+    let mut attempted: Vec<&str> = Vec::new();
     let mut positional = 0;
     for a in args {
         let idx = match &a.name {
@@ -239,40 +214,20 @@ pub fn bind_with(
                 let i = positional;
                 positional += 1;
                 if i >= params.len() {
-                    diags.push(
-                        Diagnostic::error(
-                            a.span,
-                            format!("`{op}` takes at most {} arguments", params.len()),
-                        )
-                        .label("one too many"),
-                    );
+                    diags.push(Diagnostic::error(a.span, format!("`{op}` takes at most {} arguments", params.len())).label("one too many"));
                     continue;
                 }
                 i
             }
-            Some(n) => match params
-                .iter()
-                .position(|p| p.names.contains(&n.text.as_str()))
-            {
+            Some(n) => match params.iter().position(|p| p.names.contains(&n.text.as_str())) {
                 Some(i) => i,
                 None => {
-                    let all: Vec<&str> = params
-                        .iter()
-                        .flat_map(|p| p.names.iter().copied())
-                        .collect();
-                    let mut d =
-                        Diagnostic::error(n.span, format!("`{op}` has no argument `{}`", n.text))
-                            .label("unknown argument");
+                    let all: Vec<&str> = params.iter().flat_map(|p| p.names.iter().copied()).collect();
+                    let mut d = Diagnostic::error(n.span, format!("`{op}` has no argument `{}`", n.text)).label("unknown argument");
                     d = match did_you_mean(&n.text, all.iter().copied()) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None if all.is_empty() => d.help(format!("`{op}` takes no arguments")),
-                        None => d.help(format!(
-                            "`{op}` takes {}",
-                            all.iter()
-                                .map(|a| format!("`{a}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )),
+                        None => d.help(format!("`{op}` takes {}", all.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "))),
                     };
                     diags.push(d);
                     continue;
@@ -280,36 +235,26 @@ pub fn bind_with(
             },
         };
         let p = &params[idx];
-        if bound.values.contains_key(p.names[0]) {
-            diags.push(Diagnostic::error(
-                a.span,
-                format!("argument `{}` is given twice", p.names[0]),
-            ));
+        if bound.values.contains_key(p.names[0]) || attempted.contains(&p.names[0]) {
+            diags.push(Diagnostic::error(a.span, format!("argument `{}` is given twice", p.names[0])));
             continue;
         }
+        attempted.push(p.names[0]);
         match eval(&a.value, env) {
             Ok(v) => match p.ty.accept(v) {
                 Some(v) => {
                     bound.values.insert(p.names[0], (v, Some(a.value.span)));
                 }
                 None => diags.push(
-                    Diagnostic::error(
-                        a.value.span,
-                        format!(
-                            "`{}` of `{op}` must be {}, found {}",
-                            p.names[0],
-                            p.ty.name(),
-                            v.type_name()
-                        ),
-                    )
-                    .label(format!("this is {}", v.type_name())),
+                    Diagnostic::error(a.value.span, format!("`{}` of `{op}` must be {}, found {}", p.names[0], p.ty.name(), v.type_name()))
+                        .label(format!("this is {}", v.type_name())),
                 ),
             },
             Err(d) => diags.push(d),
         }
     }
     for p in params {
-        if bound.values.contains_key(p.names[0]) {
+        if bound.values.contains_key(p.names[0]) || attempted.contains(&p.names[0]) {
             continue;
         }
         match p.default {
@@ -318,13 +263,11 @@ pub fn bind_with(
             }
             None if may_omit.contains(&p.names[0]) => {}
             None => diags.push(
-                Diagnostic::error(call, format!("`{op}` needs the argument `{}`", p.names[0]))
-                    .label("missing argument")
-                    .help(format!(
-                        "write it as `{}` or `{} = ...`",
-                        signature(op, params),
-                        p.names[0]
-                    )),
+                Diagnostic::error(call, format!("`{op}` needs the argument `{}`", p.names[0])).label("missing argument").help(format!(
+                    "write it as `{}` or `{} = ...`",
+                    signature(op, params),
+                    p.names[0]
+                )),
             ),
         }
     }

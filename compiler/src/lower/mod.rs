@@ -22,12 +22,7 @@ use eval::{eval, Env};
 
 /// Lowers the root file's network. Returns a graph only when there were no errors.
 pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnostic>) {
-    let mut l = Lowerer {
-        blocks: HashMap::new(),
-        diags: vec![],
-        graph: Graph::new("", Shape::new(1, 1, 1)),
-        stack: vec![],
-    };
+    let mut l = Lowerer { blocks: HashMap::new(), diags: vec![], graph: Graph::new("", Shape::new(1, 1, 1)), stack: vec![] };
     let mut networks = Vec::new();
     for (i, (_, file)) in program.files.iter().enumerate() {
         for item in &file.items {
@@ -35,15 +30,10 @@ pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnosti
                 Item::Block(def) => {
                     if let Some(first) = l.blocks.get(def.name.text.as_str()) {
                         l.diags.push(
-                            Diagnostic::error(
-                                def.name.span,
-                                format!("block `{}` is defined twice", def.name.text),
-                            )
-                            .label("second definition")
-                            .help(format!(
-                                "the first is at byte {} of its file; rename one of them",
-                                first.span.start
-                            )),
+                            Diagnostic::error(def.name.span, format!("block `{}` is defined twice", def.name.text))
+                                .label("second definition")
+                                .note(first.name.span, "first definition")
+                                .help("rename one of them"),
                         );
                     } else {
                         l.blocks.insert(&def.name.text, def);
@@ -64,13 +54,7 @@ pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnosti
         }
         [n, rest @ ..] => {
             for extra in rest {
-                l.diags.push(
-                    Diagnostic::error(
-                        extra.name.span,
-                        "a spec defines one network; this is a second",
-                    )
-                    .label("second network"),
-                );
+                l.diags.push(Diagnostic::error(extra.name.span, "a spec defines one network; this is a second").label("second network"));
             }
             *n
         }
@@ -114,53 +98,28 @@ impl<'p> Lowerer<'p> {
         let mut env = Env::new();
         for (name, text) in &opts.sets {
             if !def.params.iter().any(|p| &p.name.text == name) {
-                let names: Vec<String> = def
-                    .params
-                    .iter()
-                    .map(|p| format!("`{}`", p.name.text))
-                    .collect();
+                let names: Vec<String> = def.params.iter().map(|p| format!("`{}`", p.name.text)).collect();
                 let help = if names.is_empty() {
                     format!("network `{}` has no parameters", def.name.text)
                 } else {
                     format!("its parameters are {}", names.join(", "))
                 };
-                self.diags.push(
-                    Diagnostic::global(format!(
-                        "--set {name}: network `{}` has no parameter `{name}`",
-                        def.name.text
-                    ))
-                    .help(help),
-                );
+                self.diags
+                    .push(Diagnostic::global(format!("--set {name}: network `{}` has no parameter `{name}`", def.name.text)).help(help));
             }
             if Value::parse(text).is_none() {
-                self.diags.push(Diagnostic::global(format!(
-                    "--set {name}={text}: `{text}` is not a number or a boolean"
-                )));
+                self.diags.push(Diagnostic::global(format!("--set {name}={text}: `{text}` is not a number or a boolean")));
             }
         }
         for p in &def.params {
-            let set = opts
-                .sets
-                .iter()
-                .rev()
-                .find(|(n, _)| *n == p.name.text)
-                .and_then(|(_, v)| Value::parse(v));
+            let set = opts.sets.iter().rev().find(|(n, _)| *n == p.name.text).and_then(|(_, v)| Value::parse(v));
             let value = match (set, &p.default) {
                 (Some(v), _) => Some(v),
                 (None, Some(e)) => self.ok(eval(e, &env)),
                 (None, None) => {
                     self.diags.push(
-                        Diagnostic::error(
-                            p.name.span,
-                            format!(
-                                "network parameter `{}` has no default and was not set",
-                                p.name.text
-                            ),
-                        )
-                        .help(format!(
-                            "give it a default or set it with `--set {}=VALUE`",
-                            p.name.text
-                        )),
+                        Diagnostic::error(p.name.span, format!("network parameter `{}` has no default and was not set", p.name.text))
+                            .help(format!("give it a default or set it with `--set {}=VALUE`", p.name.text)),
                     );
                     None
                 }
@@ -179,27 +138,14 @@ impl<'p> Lowerer<'p> {
     }
 
     fn input_shape(&mut self, def: &Def, env: &Env, opts: &Options) -> Option<Shape> {
-        let stmts: Vec<(&Vec<crate::ast::Expr>, Span)> = def
-            .body
-            .iter()
-            .filter_map(|s| {
-                if let Stmt::Input { dims, span } = s {
-                    Some((dims, *span))
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let stmts: Vec<(&Vec<crate::ast::Expr>, Span)> =
+            def.body.iter().filter_map(|s| if let Stmt::Input { dims, span } = s { Some((dims, *span)) } else { None }).collect();
         for (_, span) in stmts.iter().skip(1) {
-            self.diags.push(
-                Diagnostic::error(*span, "the input shape is given twice").label("second `input`"),
-            );
+            self.diags.push(Diagnostic::error(*span, "the input shape is given twice").label("second `input`"));
         }
         if let Some([c, h, w]) = opts.input_shape {
             if c == 0 || h == 0 || w == 0 {
-                self.diags.push(Diagnostic::global(format!(
-                    "--input-shape {c},{h},{w}: every dimension must be at least 1"
-                )));
+                self.diags.push(Diagnostic::global(format!("--input-shape {c},{h},{w}: every dimension must be at least 1")));
                 return None;
             }
             return Some(Shape::new(c, h, w));
@@ -212,13 +158,7 @@ impl<'p> Lowerer<'p> {
             return None;
         };
         if dims.len() != 3 {
-            self.diags.push(Diagnostic::error(
-                *span,
-                format!(
-                    "the input shape needs 3 dimensions [C, H, W], found {}",
-                    dims.len()
-                ),
-            ));
+            self.diags.push(Diagnostic::error(*span, format!("the input shape needs 3 dimensions [C, H, W], found {}", dims.len())));
             return None;
         }
         let mut v = [0usize; 3];
@@ -226,10 +166,7 @@ impl<'p> Lowerer<'p> {
             match eval(e, env) {
                 Ok(Value::Int(n)) if n >= 1 => v[i] = n as usize,
                 Ok(other) => {
-                    self.diags.push(Diagnostic::error(
-                        e.span,
-                        format!("an input dimension must be a positive integer, found {other}"),
-                    ));
+                    self.diags.push(Diagnostic::error(e.span, format!("an input dimension must be a positive integer, found {other}")));
                     return None;
                 }
                 Err(d) => {
@@ -243,15 +180,7 @@ impl<'p> Lowerer<'p> {
 
     /// Lowers a body; returns the value at its end. In a block, `shortcut` statements add
     /// the shortcut (taken from `block_input` or a named layer) to the main path.
-    fn body(
-        &mut self,
-        stmts: &'p [Stmt],
-        env: &mut Env,
-        prefix: &str,
-        x: NodeId,
-        scope: Scope,
-        block_input: Option<NodeId>,
-    ) -> NodeId {
+    fn body(&mut self, stmts: &'p [Stmt], env: &mut Env, prefix: &str, x: NodeId, scope: Scope, block_input: Option<NodeId>) -> NodeId {
         let mut main = x;
         let mut names = Names::default();
         let mut index = 0usize;
@@ -260,10 +189,7 @@ impl<'p> Lowerer<'p> {
             match stmt {
                 Stmt::Input { span, .. } => {
                     if scope != Scope::Network {
-                        self.diags.push(Diagnostic::error(
-                            *span,
-                            "`input` belongs in the network, not in a block",
-                        ));
+                        self.diags.push(Diagnostic::error(*span, "`input` belongs in the network, not in a block"));
                     }
                 }
                 Stmt::Let { name, value } => {
@@ -277,11 +203,14 @@ impl<'p> Lowerer<'p> {
                     let path = join(prefix, &local);
                     if layer.name.is_some() || self.has_params(layer) {
                         if let Some((_, first)) = names.outputs.get(&local) {
-                            let first_line = *first;
                             self.diags.push(
-                                Diagnostic::error(layer.name.as_ref().map_or(layer.op.span, |n| n.span), format!("duplicate layer name `{local}`"))
-                                    .label("used again here")
-                                    .help(format!("`{local}` already names the layer at byte {}; parameter names must be unique", first_line.start)),
+                                Diagnostic::error(
+                                    layer.name.as_ref().map_or(layer.op.span, |n| n.span),
+                                    format!("duplicate layer name `{local}`"),
+                                )
+                                .label("used again here")
+                                .note(*first, "first used here")
+                                .help("weight names must be unique; rename one of the layers"),
                             );
                         }
                     }
@@ -290,24 +219,21 @@ impl<'p> Lowerer<'p> {
                     }
                     names.outputs.insert(local.clone(), (main, layer.span));
                     if scope == Scope::Network {
-                        self.graph.marks.push(Mark {
-                            name: path,
-                            node: main,
-                        });
+                        self.graph.marks.push(Mark { name: path, node: main });
                     }
                 }
                 Stmt::Shortcut(sc) => {
                     let Some(input) = block_input else {
-                        self.diags.push(Diagnostic::error(sc.span, "`shortcut` belongs in a block").help("define a `block` with the residual connection and use it as a layer"));
+                        self.diags.push(
+                            Diagnostic::error(sc.span, "`shortcut` belongs in a block")
+                                .help("define a `block` with the residual connection and use it as a layer"),
+                        );
                         continue;
                     };
                     if let Some(first) = shortcut_seen {
                         self.diags.push(
-                            Diagnostic::error(
-                                sc.span,
-                                "a block has one shortcut; this is a second",
-                            )
-                            .help(format!("the first is at byte {}", first.start)),
+                            Diagnostic::error(sc.span, "a block has one shortcut; this is a second")
+                                .help(format!("the first is at byte {}", first.start)),
                         );
                         continue;
                     }
@@ -339,8 +265,7 @@ impl<'p> Lowerer<'p> {
         let op = &layer.op.text;
         let mut candidates: Vec<&str> = layers::BUILTINS.to_vec();
         candidates.extend(self.blocks.keys().copied());
-        let d = Diagnostic::error(layer.op.span, format!("unknown op or block `{op}`"))
-            .label("not a built-in op or a defined block");
+        let d = Diagnostic::error(layer.op.span, format!("unknown op or block `{op}`")).label("not a built-in op or a defined block");
         let d = match did_you_mean(op, candidates.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help(format!("built-in ops: {}", layers::BUILTINS.join(", "))),

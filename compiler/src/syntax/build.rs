@@ -25,9 +25,7 @@ fn pratt() -> &'static PrattParser<Rule> {
     P.get_or_init(|| {
         PrattParser::new()
             .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
-            .op(Op::infix(Rule::mul, Assoc::Left)
-                | Op::infix(Rule::div, Assoc::Left)
-                | Op::infix(Rule::rem, Assoc::Left))
+            .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left) | Op::infix(Rule::rem, Assoc::Left))
             .op(Op::prefix(Rule::neg))
     })
 }
@@ -39,10 +37,7 @@ impl<'t> Builder<'t> {
     }
 
     fn ident(&self, pair: Pair<'_, Rule>) -> Ident {
-        Ident {
-            text: pair.as_str().to_string(),
-            span: self.span(&pair),
-        }
+        Ident { text: pair.as_str().to_string(), span: self.span(&pair) }
     }
 
     /// `file`
@@ -74,15 +69,8 @@ impl<'t> Builder<'t> {
     /// `use_item`
     fn use_item(&mut self, pair: Pair<'_, Rule>) -> Item {
         let span = self.span(&pair);
-        let string = pair
-            .into_inner()
-            .next()
-            .expect("invariant: use has a string");
-        let path = string
-            .into_inner()
-            .next()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
+        let string = pair.into_inner().next().expect("invariant: use has a string");
+        let path = string.into_inner().next().map(|p| p.as_str().to_string()).unwrap_or_default();
         Item::Use(Use { path, span })
     }
 
@@ -100,12 +88,7 @@ impl<'t> Builder<'t> {
                 _ => {}
             }
         }
-        Def {
-            name,
-            params,
-            body,
-            span,
-        }
+        Def { name, params, body, span }
     }
 
     /// `param`
@@ -157,13 +140,7 @@ impl<'t> Builder<'t> {
                 _ => {}
             }
         }
-        Layer {
-            name,
-            op: op.expect("invariant: a layer has an op"),
-            args,
-            body,
-            span,
-        }
+        Layer { name, op: op.expect("invariant: a layer has an op"), args, body, span }
     }
 
     /// `shortcut_stmt`
@@ -177,24 +154,11 @@ impl<'t> Builder<'t> {
                 Rule::layer_name => name = Some(self.ident(p)),
                 Rule::shortcut_kind => kind = Some(self.shortcut_kind(p)),
                 Rule::body => kind = Some(ShortcutKind::Path(self.body(p))),
-                Rule::from_clause => {
-                    from = Some(
-                        self.ident(
-                            p.into_inner()
-                                .next()
-                                .expect("invariant: from names a layer"),
-                        ),
-                    )
-                }
+                Rule::from_clause => from = Some(self.ident(p.into_inner().next().expect("invariant: from names a layer"))),
                 _ => {}
             }
         }
-        Shortcut {
-            name,
-            kind: kind.expect("invariant: a shortcut has a kind or a path"),
-            from,
-            span,
-        }
+        Shortcut { name, kind: kind.expect("invariant: a shortcut has a kind or a path"), from, span }
     }
 
     /// `shortcut_kind`
@@ -221,27 +185,11 @@ impl<'t> Builder<'t> {
                 match p.as_rule() {
                     Rule::named_arg => {
                         let mut inner = p.into_inner();
-                        let name = self.ident(
-                            inner
-                                .next()
-                                .expect("invariant: a named argument has a name"),
-                        );
-                        let value = self.expr(
-                            inner
-                                .next()
-                                .expect("invariant: a named argument has a value"),
-                        );
-                        Arg {
-                            name: Some(name),
-                            value,
-                            span,
-                        }
+                        let name = self.ident(inner.next().expect("invariant: a named argument has a name"));
+                        let value = self.expr(inner.next().expect("invariant: a named argument has a value"));
+                        Arg { name: Some(name), value, span }
                     }
-                    _ => Arg {
-                        name: None,
-                        value: self.expr(p),
-                        span,
-                    },
+                    _ => Arg { name: None, value: self.expr(p), span },
                 }
             })
             .collect()
@@ -262,21 +210,14 @@ impl<'t> Builder<'t> {
                 let span = sp(&p);
                 let kind = match p.as_rule() {
                     Rule::int => p.as_str().parse().map(ExprKind::Int).unwrap_or_else(|_| {
-                        diags.borrow_mut().push(Diagnostic::error(
-                            span,
-                            format!("integer `{}` is too large", p.as_str()),
-                        ));
+                        diags.borrow_mut().push(Diagnostic::error(span, format!("integer `{}` is too large", p.as_str())));
                         ExprKind::Int(0)
                     }),
                     Rule::float => ExprKind::Float(p.as_str().parse().unwrap_or(f64::NAN)),
                     Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
                     Rule::ident => ExprKind::Name(p.as_str().to_string()),
                     Rule::expr => {
-                        let mut nested = Builder {
-                            file,
-                            text: self.text,
-                            diags: Vec::new(),
-                        };
+                        let mut nested = Builder { file, text: self.text, diags: Vec::new() };
                         let e = nested.expr(p);
                         diags.borrow_mut().extend(nested.diags);
                         return e;
@@ -287,10 +228,7 @@ impl<'t> Builder<'t> {
             })
             .map_prefix(|op, rhs| {
                 let span = sp(&op).to(rhs.span);
-                Expr {
-                    kind: ExprKind::Neg(Box::new(rhs)),
-                    span,
-                }
+                Expr { kind: ExprKind::Neg(Box::new(rhs)), span }
             })
             .map_infix(|lhs, op, rhs| {
                 let op = match op.as_rule() {
@@ -301,10 +239,7 @@ impl<'t> Builder<'t> {
                     _ => BinOp::Rem,
                 };
                 let span = lhs.span.to(rhs.span);
-                Expr {
-                    kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
-                    span,
-                }
+                Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span }
             })
             .parse(pairs);
         self.diags.extend(diags.into_inner());

@@ -6,12 +6,7 @@ use super::Rule;
 use crate::diag::{Diagnostic, FileId, Span};
 
 /// Converts a pest error on `text[offset..]` of `file` into a diagnostic.
-pub(crate) fn convert(
-    file: FileId,
-    text: &str,
-    offset: usize,
-    e: &pest::error::Error<Rule>,
-) -> Diagnostic {
+pub(crate) fn convert(file: FileId, text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
     let (start, end) = match e.location {
         InputLocation::Pos(p) => (p, p),
         InputLocation::Span((s, e)) => (s, e),
@@ -20,25 +15,37 @@ pub(crate) fn convert(
     let found = describe_found(text, start);
     let (message, label) = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } if !positives.is_empty() => {
+            let tokens = expected_punctuation(e, start - offset);
             let mut names: Vec<&str> = positives.iter().map(|r| rule_name(*r)).collect();
+            names.extend(tokens.iter().map(String::as_str));
             names.sort_unstable();
             names.dedup();
-            (
-                format!("expected {}, found {found}", one_of(&names)),
-                format!("expected {}", one_of(&names)),
-            )
+            (format!("expected {}, found {found}", one_of(&names)), format!("expected {}", one_of(&names)))
         }
-        ErrorVariant::ParsingError { .. } => {
-            (format!("unexpected {found}"), "unexpected".to_string())
-        }
+        ErrorVariant::ParsingError { .. } => (format!("unexpected {found}"), "unexpected".to_string()),
         ErrorVariant::CustomError { message } => (message.clone(), "here".to_string()),
     };
-    let end = if end > start {
-        end
-    } else {
-        next_token_end(text, start)
-    };
+    let end = if end > start { end } else { next_token_end(text, start) };
     Diagnostic::error(Span::new(file, start, end), message).label(label)
+}
+
+/// The punctuation pest tried at `pos` (`)`, `,`, ...), quoted; pest lists only rules in
+/// `positives`, and "expected `)`" is what a user needs to read.
+fn expected_punctuation(e: &pest::error::Error<Rule>, pos: usize) -> Vec<String> {
+    let Some(attempts) = e.parse_attempts() else { return vec![] };
+    if attempts.max_position != pos {
+        return vec![];
+    }
+    attempts
+        .expected_tokens()
+        .into_iter()
+        .map(|t| t.to_string())
+        .filter(|t| {
+            let skip = [" ", "\t", "\n", "\r\n", "\r", "//", "/*", "+", "-", "*", "/", "%", "\"", "_", "."];
+            !skip.contains(&t.as_str()) && t.chars().all(|c| c.is_ascii_punctuation())
+        })
+        .map(|t| format!("`{t}`"))
+        .collect()
 }
 
 fn one_of(names: &[&str]) -> String {
@@ -71,10 +78,7 @@ fn next_token_end(text: &str, pos: usize) -> usize {
     match chars.next() {
         None => pos,
         Some((_, c)) if c.is_alphanumeric() || c == '_' => {
-            pos + rest
-                .char_indices()
-                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '.'))
-                .map_or(rest.len(), |(i, _)| i)
+            pos + rest.char_indices().find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '.')).map_or(rest.len(), |(i, _)| i)
         }
         Some((_, c)) => pos + c.len_utf8(),
     }

@@ -19,24 +19,17 @@ pub(crate) struct ResnetParser;
 /// Parses one file. Returns the AST of everything that parsed and a diagnostic for each
 /// broken region.
 pub fn parse(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+    // Lets errors list the literal tokens (`)`, `,`) that were expected, not only rules.
+    pest::set_error_detail(true);
     match ResnetParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
-            let root = pairs
-                .next()
-                .expect("invariant: the file rule yields one pair");
-            let mut b = build::Builder {
-                file,
-                text,
-                diags: Vec::new(),
-            };
+            let root = pairs.next().expect("invariant: the file rule yields one pair");
+            let mut b = build::Builder { file, text, diags: Vec::new() };
             let ast = b.file(root);
             (ast, b.diags)
         }
         // The recovery rules make the file rule total in practice; this is a last resort.
-        Err(e) => (
-            ast::File::default(),
-            vec![errors::convert(file, text, 0, &e)],
-        ),
+        Err(e) => (ast::File::default(), vec![errors::convert(file, text, 0, &e)]),
     }
 }
 
@@ -45,11 +38,7 @@ mod tests {
     use super::*;
 
     fn errors(src: &str) -> Vec<String> {
-        parse(FileId(0), src)
-            .1
-            .into_iter()
-            .map(|d| d.message)
-            .collect()
+        parse(FileId(0), src).1.into_iter().map(|d| d.message).collect()
     }
 
     #[test]
@@ -62,27 +51,14 @@ mod tests {
 
     #[test]
     fn reports_every_broken_line() {
-        let errs = errors(
-            "network n {\n  input [3, 8, 8]\n  conv(16, k = )\n  relu\n  linear(10 10)\n}\n",
-        );
+        let errs = errors("network n {\n  input [3, 8, 8]\n  conv(16, k = )\n  relu\n  linear(10 10)\n}\n");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("expected"), "{errs:?}");
     }
 
     #[test]
     fn garbage_never_panics() {
-        for src in [
-            "",
-            "}",
-            "{",
-            "network",
-            "network n {",
-            "block b(",
-            "use",
-            "use \"",
-            "\u{0}\u{ff}",
-            "network n { shortcut { }",
-        ] {
+        for src in ["", "}", "{", "network", "network n {", "block b(", "use", "use \"", "\u{0}\u{ff}", "network n { shortcut { }"] {
             let _ = parse(FileId(0), src);
         }
     }
