@@ -176,7 +176,8 @@ impl Rendered {
             Some(span) => {
                 let file = sources.get(span.file);
                 let len = span.end.saturating_sub(span.start).max(usize::from(span.start < file.text.len()));
-                let mut labels = vec![miette::LabeledSpan::new_primary_with_span(Some(d.label.clone()), (span.start.min(file.text.len()), len))];
+                let mut labels =
+                    vec![miette::LabeledSpan::new_primary_with_span(Some(d.label.clone()), (span.start.min(file.text.len()), len))];
                 for (s, l) in d.notes.iter().filter(|(s, _)| s.file == span.file) {
                     labels.push(miette::LabeledSpan::new(Some(l.clone()), s.start.min(file.text.len()), s.end.saturating_sub(s.start)));
                 }

@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Args;
+use resnetc_compiler::interp;
+use resnetc_runtime::{io, LoadOptions, WeightFile};
 
 use super::SpecArgs;
 
@@ -11,18 +14,41 @@ use super::SpecArgs;
 pub(crate) struct EvalArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// The weights: a safetensors state_dict saved from PyTorch.
+    /// The weights: a safetensors state_dict saved from PyTorch
+    /// (`safetensors.torch.save_file(model.state_dict(), path)`).
     #[arg(long)]
     weights: PathBuf,
-    /// A safetensors file holding tensor `input` [N, C, H, W] (f32).
+    /// A safetensors file holding tensor `input` [N, C, H, W] (f32, f16 or bf16).
     #[arg(long)]
     input: PathBuf,
-    /// Where to write tensor `output`.
+    /// Where to write tensor `output` [N, classes] (f32).
     #[arg(long)]
     output: PathBuf,
+    /// Accept weight files with extra tensors the model does not use.
+    #[arg(long)]
+    allow_unexpected: bool,
 }
 
-pub(crate) fn run(_a: &EvalArgs) -> Result<(), ExitCode> {
-    eprintln!("error: eval is not built yet");
-    Err(ExitCode::from(1))
+pub(crate) fn run(a: &EvalArgs) -> Result<(), ExitCode> {
+    let graph = a.spec.compile()?;
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(1)
+    };
+    let expected = interp::expected_weights(&graph);
+    let weights = WeightFile::open(&a.weights)
+        .and_then(|f| f.load(&expected, &LoadOptions { allow_unexpected: a.allow_unexpected }))
+        .map_err(|e| fail(format!("{}: {e}", a.weights.display())))?;
+    let input = io::read_nchw(&a.input, "input").map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
+    let start = Instant::now();
+    let out = interp::forward(&graph, &weights, input.view()).map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
+    let elapsed = start.elapsed();
+    io::write(&a.output, &[("output", &out.clone().into_dyn())]).map_err(|e| fail(e.to_string()))?;
+    eprintln!(
+        "wrote output {:?} to {} ({:.1} ms in the reference interpreter)",
+        out.dim(),
+        a.output.display(),
+        elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
 }

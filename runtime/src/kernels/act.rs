@@ -1,0 +1,97 @@
+//! Elementwise activations.
+
+use ndarray::{Array4, ArrayView4};
+
+/// The activation functions of the IR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    Relu6,
+    Silu,
+    /// The exact (erf) GELU, as `torch.nn.GELU()`.
+    Gelu,
+    Sigmoid,
+}
+
+impl Activation {
+    /// The function on one value.
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Relu => v.max(0.0),
+            Activation::Relu6 => v.clamp(0.0, 6.0),
+            Activation::Silu => v / (1.0 + (-v).exp()),
+            Activation::Gelu => (0.5 * f64::from(v) * (1.0 + erf(f64::from(v) / std::f64::consts::SQRT_2))) as f32,
+            Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        }
+    }
+}
+
+/// Applies `act` to every element.
+pub fn activation(x: ArrayView4<f32>, act: Activation) -> Array4<f32> {
+    x.mapv(|v| act.apply(v))
+}
+
+/// The error function, to about 1e-15 (W. J. Cody's rational approximations via erfc for
+/// large arguments, Taylor series for small ones).
+pub(crate) fn erf(x: f64) -> f64 {
+    if x.abs() < 2.0 {
+        // Maclaurin series: erf x = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)).
+        let mut sum = 0.0f64;
+        let mut term = x;
+        let x2 = x * x;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+            sum += term / (2.0 * n + 1.0);
+            n += 1.0;
+            term *= -x2 / n;
+            if n > 200.0 {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else {
+        // Continued fraction for erfc, converging fast for |x| >= 2.
+        let a = x.abs();
+        let mut f = 0.0;
+        for k in (1..60).rev() {
+            f = (k as f64 / 2.0) / (a + f);
+        }
+        let erfc = (-a * a).exp() / (a + f) / std::f64::consts::PI.sqrt();
+        (1.0 - erfc).copysign(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (-1.5, -0.966_105_146_475_310_7),
+            (2.5, 0.999_593_047_982_555),
+        ] {
+            assert!((erf(x) - want).abs() < 1e-12, "erf({x}) = {} want {want}", erf(x));
+        }
+    }
+
+    #[test]
+    fn activations_on_sample_points() {
+        let cases: [(Activation, f32, f32); 8] = [
+            (Activation::Relu, -1.0, 0.0),
+            (Activation::Relu, 2.5, 2.5),
+            (Activation::Relu6, 7.0, 6.0),
+            (Activation::Relu6, -1.0, 0.0),
+            (Activation::Sigmoid, 0.0, 0.5),
+            (Activation::Silu, 1.0, 0.731_058_6),
+            (Activation::Gelu, 1.0, 0.841_344_7),
+            (Activation::Gelu, -2.0, -0.045_500_26),
+        ];
+        for (a, x, want) in cases {
+            assert!((a.apply(x) - want).abs() < 1e-6, "{a:?}({x}) = {} want {want}", a.apply(x));
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! 2-d convolution (cross-correlation, as `torch.nn.Conv2d`): stride, padding, dilation,
+//! groups, optional bias. im2col per sample and group, then a GEMM.
+
+use ndarray::{Array4, ArrayView4};
+
+use super::gemm_acc;
+
+/// A convolution's attributes (square kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }
+    }
+}
+
+/// Output size along one axis.
+pub fn conv_out(size: usize, k: usize, p: Conv2dParams) -> usize {
+    (size + 2 * p.padding - p.dilation * (k - 1) - 1) / p.stride + 1
+}
+
+/// `x` [N, C, H, W], `weight` [O, C/groups, K, K] (row-major), `bias` [O].
+pub fn conv2d(
+    x: ArrayView4<f32>,
+    weight: &[f32],
+    out_channels: usize,
+    kernel: usize,
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    let (oh, ow) = (conv_out(h, kernel, p), conv_out(w, kernel, p));
+    let g = p.groups;
+    let (cg, og) = (c / g, out_channels / g);
+    debug_assert_eq!(weight.len(), out_channels * cg * kernel * kernel);
+    let kdim = cg * kernel * kernel;
+    let cols_len = oh * ow;
+    let mut out = Array4::<f32>::zeros((n, out_channels, oh, ow));
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("invariant: standard layout");
+    let os = out.as_slice_mut().expect("invariant: a new array is contiguous");
+    let direct = kernel == 1 && p.stride == 1 && p.padding == 0;
+    let mut cols = if direct { Vec::new() } else { vec![0f32; kdim * cols_len] };
+    for b in 0..n {
+        for gi in 0..g {
+            let x_g = &xs[(b * c + gi * cg) * h * w..(b * c + (gi + 1) * cg) * h * w];
+            let cols_ref: &[f32] = if direct {
+                x_g
+            } else {
+                im2col(x_g, cg, h, w, kernel, p, oh, ow, &mut cols);
+                &cols
+            };
+            let o_start = (b * out_channels + gi * og) * cols_len;
+            let out_g = &mut os[o_start..o_start + og * cols_len];
+            if let Some(bias) = bias {
+                for (oc, chunk) in out_g.chunks_mut(cols_len).enumerate() {
+                    chunk.fill(bias[gi * og + oc]);
+                }
+            }
+            gemm_acc(og, kdim, cols_len, &weight[gi * og * kdim..(gi + 1) * og * kdim], cols_ref, out_g);
+        }
+    }
+    out
+}
+
+/// Unfolds one group of one sample into `[C*K*K, OH*OW]`.
+#[allow(clippy::too_many_arguments)]
+fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, p: Conv2dParams, oh: usize, ow: usize, cols: &mut [f32]) {
+    for ci in 0..c {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut cols[row * oh * ow..(row + 1) * oh * ow];
+                for oy in 0..oh {
+                    let iy = (oy * p.stride + ky * p.dilation) as isize - p.padding as isize;
+                    let line = &mut dst[oy * ow..(oy + 1) * ow];
+                    if iy < 0 || iy >= h as isize {
+                        line.fill(0.0);
+                        continue;
+                    }
+                    let src = &x[(ci * h + iy as usize) * w..(ci * h + iy as usize + 1) * w];
+                    for (ox, v) in line.iter_mut().enumerate() {
+                        let ix = (ox * p.stride + kx * p.dilation) as isize - p.padding as isize;
+                        *v = if ix < 0 || ix >= w as isize { 0.0 } else { src[ix as usize] };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::{assert_close, seq};
+
+    /// The definition, summed directly.
+    fn naive(x: &Array4<f32>, wt: &[f32], o: usize, k: usize, bias: Option<&[f32]>, p: Conv2dParams) -> Array4<f32> {
+        let (n, c, h, w) = x.dim();
+        let (oh, ow) = (conv_out(h, k, p), conv_out(w, k, p));
+        let (cg, og) = (c / p.groups, o / p.groups);
+        Array4::from_shape_fn((n, o, oh, ow), |(b, oc, oy, ox)| {
+            let g = oc / og;
+            let mut s = bias.map_or(0.0, |b| b[oc]);
+            for ci in 0..cg {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let iy = (oy * p.stride + ky * p.dilation) as isize - p.padding as isize;
+                        let ix = (ox * p.stride + kx * p.dilation) as isize - p.padding as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            s += x[[b, g * cg + ci, iy as usize, ix as usize]] * wt[((oc * cg + ci) * k + ky) * k + kx];
+                        }
+                    }
+                }
+            }
+            s
+        })
+    }
+
+    #[test]
+    fn matches_the_definition_on_odd_cases() {
+        let cases = [
+            // (n, c, h, w, o, k, stride, pad, dilation, groups, bias)
+            (1, 3, 7, 5, 4, 3, 1, 1, 1, 1, true),
+            (2, 4, 9, 11, 6, 3, 3, 0, 1, 2, false),
+            (1, 4, 10, 10, 4, 3, 1, 2, 2, 4, true), // depthwise, dilation 2
+            (2, 8, 1, 1, 5, 1, 1, 0, 1, 1, true),   // 1x1 input, direct path
+            (1, 6, 6, 9, 6, 1, 2, 0, 1, 3, false),  // strided 1x1, groups
+            (1, 2, 5, 5, 3, 5, 2, 2, 1, 1, false),
+            (1, 3, 2, 2, 2, 3, 1, 1, 1, 1, false), // kernel larger than input, padded
+        ];
+        for (n, c, h, w, o, k, s, pd, d, g, has_bias) in cases {
+            let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
+            let wt = seq(o * (c / g) * k * k, 2);
+            let bias = seq(o, 3);
+            let bias = has_bias.then_some(bias.as_slice());
+            let p = Conv2dParams { stride: s, padding: pd, dilation: d, groups: g };
+            assert_close(&conv2d(x.view(), &wt, o, k, bias, p), &naive(&x, &wt, o, k, bias, p));
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Loading weights from safetensors files, with strict validation.
+//!
+//! A [`WeightFile`] is a memory-mapped (or in-memory) safetensors file. [`WeightFile::load`]
+//! takes the list of tensors a model expects (`state_dict` key and shape) and returns them
+//! as `f32` [`Weights`], converting f16 and bf16. Integer tensors that the model does not
+//! expect (`num_batches_tracked` and other counters) are skipped. Every failure is a
+//! [`WeightError`] that names the tensor and says what was expected; nothing panics.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensorError, SafeTensors};
+
+/// What can go wrong when loading weights.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WeightError {
+    #[error("cannot read weight file `{path}`: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("`{file}` is not a safetensors file: {reason}")]
+    NotSafetensors { file: String, reason: String },
+    #[error("`{file}` is truncated or corrupt: {reason}")]
+    Corrupt { file: String, reason: String },
+    #[error("missing tensor `{name}` (expected shape {expected:?}); the file has {available} tensors{hint}")]
+    Missing { name: String, expected: Vec<usize>, available: usize, hint: String },
+    #[error("unexpected tensor `{name}` (shape {shape:?}): the model has no such weight{hint}")]
+    Unexpected { name: String, shape: Vec<usize>, hint: String },
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("tensor `{name}` has dtype {dtype}; supported are F32, F16 and BF16")]
+    UnsupportedDtype { name: String, dtype: String },
+}
+
+/// How strict loading is.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Accept (and ignore) floating-point tensors the model does not expect.
+    pub allow_unexpected: bool,
+}
+
+/// One loaded tensor: its shape and its `f32` values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Every tensor of a model, by `state_dict` key.
+#[derive(Debug, Clone, Default)]
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Weights {
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
+    /// The values of a tensor the model was validated to have.
+    pub fn data(&self, name: &str) -> &[f32] {
+        &self.tensors.get(name).unwrap_or_else(|| panic!("invariant: weight `{name}` was validated at load")).data
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
+        self.tensors.insert(name.into(), t);
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// Seeded random weights for the expected tensors: uniform in +-1/sqrt(fan_in) for
+    /// weights and biases (PyTorch's default scale), and variances in [0.5, 1.5).
+    pub fn random(expected: &[(String, Vec<usize>)], seed: u64) -> Weights {
+        let mut rng = SplitMix(seed);
+        let mut w = Weights::default();
+        let mut fan_in = 1usize;
+        for (name, shape) in expected {
+            let len: usize = shape.iter().product();
+            if name.ends_with(".weight") && shape.len() > 1 {
+                fan_in = shape[1..].iter().product::<usize>().max(1);
+            }
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let data = (0..len)
+                .map(|_| {
+                    let u = rng.next_f32();
+                    if name.ends_with("running_var") {
+                        0.5 + u
+                    } else if name.ends_with("running_mean") {
+                        (u - 0.5) * 0.2
+                    } else if shape.len() == 1 && name.ends_with(".weight") {
+                        0.5 + u // a batch norm's scale
+                    } else {
+                        (2.0 * u - 1.0) * bound
+                    }
+                })
+                .collect();
+            w.insert(name.clone(), Tensor { shape: shape.clone(), data });
+        }
+        w
+    }
+}
+
+/// A small deterministic generator (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_f32(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+enum Backing {
+    Mmap(memmap2::Mmap),
+    Bytes(Vec<u8>),
+}
+
+/// A safetensors file, checked to be well-formed when opened.
+pub struct WeightFile {
+    name: String,
+    data: Backing,
+}
+
+impl WeightFile {
+    /// Memory-maps and checks a file.
+    pub fn open(path: &Path) -> Result<WeightFile, WeightError> {
+        let io = |e: std::io::Error| WeightError::Io { path: path.to_path_buf(), reason: e.to_string() };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and private to this process; a file truncated by
+        // another process while mapped is outside what any loader can guard against.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let wf = WeightFile { name: path.display().to_string(), data: Backing::Mmap(map) };
+        wf.parse()?;
+        Ok(wf)
+    }
+
+    /// Checks bytes held in memory.
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<WeightFile, WeightError> {
+        let wf = WeightFile { name: "<memory>".into(), data: Backing::Bytes(bytes.into()) };
+        wf.parse()?;
+        Ok(wf)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Backing::Mmap(m) => m,
+            Backing::Bytes(b) => b,
+        }
+    }
+
+    fn parse(&self) -> Result<SafeTensors<'_>, WeightError> {
+        SafeTensors::deserialize(self.bytes()).map_err(|e| format_error(&self.name, e))
+    }
+
+    /// Names and shapes of every tensor in the file.
+    pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>, WeightError> {
+        Ok(self.parse()?.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect())
+    }
+
+    /// Loads one tensor as `f32`, whatever its name.
+    pub fn tensor(&self, name: &str) -> Result<Tensor, WeightError> {
+        let st = self.parse()?;
+        let view = st.tensor(name).map_err(|_| WeightError::Missing {
+            name: name.to_string(),
+            expected: vec![],
+            available: st.len(),
+            hint: String::new(),
+        })?;
+        to_f32(name, &view)
+    }
+
+    /// Loads exactly the `expected` tensors, validating names, shapes and dtypes.
+    pub fn load(&self, expected: &[(String, Vec<usize>)], opts: &LoadOptions) -> Result<Weights, WeightError> {
+        let st = self.parse()?;
+        let names = st.names();
+        let wanted: HashMap<&str, &Vec<usize>> = expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let mut out = Weights::default();
+        for (name, shape) in expected {
+            let view = match st.tensor(name) {
+                Ok(v) => v,
+                Err(_) => {
+                    let hint = match closest(name, names.iter().map(|s| s.as_str())) {
+                        Some(c) => format!("; did you mean `{c}`?"),
+                        None => String::new(),
+                    };
+                    return Err(WeightError::Missing { name: name.clone(), expected: shape.clone(), available: st.len(), hint });
+                }
+            };
+            if view.shape() != shape.as_slice() {
+                return Err(WeightError::ShapeMismatch { name: name.clone(), expected: shape.clone(), found: view.shape().to_vec() });
+            }
+            out.insert(name.clone(), to_f32(name, &view)?);
+        }
+        if !opts.allow_unexpected {
+            let mut extra: Vec<&String> = names.into_iter().filter(|n| !wanted.contains_key(n.as_str())).collect();
+            extra.sort();
+            for name in extra {
+                let view = st.tensor(name).map_err(|e| format_error(&self.name, e))?;
+                if is_float(view.dtype()) {
+                    let hint = match closest(name, wanted.keys().copied()) {
+                        Some(c) => format!("; the closest expected name is `{c}`"),
+                        None => String::new(),
+                    };
+                    return Err(WeightError::Unexpected { name: name.clone(), shape: view.shape().to_vec(), hint });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn is_float(d: Dtype) -> bool {
+    matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
+}
+
+fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Tensor, WeightError> {
+    let bytes = view.data();
+    let data: Vec<f32> = match view.dtype() {
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        other => return Err(WeightError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+    };
+    Ok(Tensor { shape: view.shape().to_vec(), data })
+}
+
+fn format_error(file: &str, e: SafeTensorError) -> WeightError {
+    let reason = e.to_string();
+    match e {
+        SafeTensorError::HeaderTooSmall
+        | SafeTensorError::HeaderTooLarge
+        | SafeTensorError::InvalidHeader
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization
+        | SafeTensorError::InvalidHeaderLength => WeightError::NotSafetensors { file: file.to_string(), reason },
+        _ => WeightError::Corrupt { file: file.to_string(), reason },
+    }
+}
+
+/// The most similar name (longest common suffix of dotted parts, then prefix), for hints.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let score = |c: &str| {
+        let suffix = name.split('.').rev().zip(c.split('.').rev()).take_while(|(a, b)| a == b).count();
+        let prefix = name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+        (suffix, prefix)
+    };
+    candidates.filter(|c| score(c).0 > 0 && score(c).1 > 0).max_by_key(|c| score(c))
+}
