@@ -1,0 +1,120 @@
+//! The `resnetc` binary, end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn resnetc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_resnetc")).args(args).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_accepts_stock_specs_and_rejects_broken_ones() {
+    let (code, out, _) = resnetc(&["check", "specs/resnet50.resnet"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("25,557,032 parameters"), "{out}");
+    let (code, _, err) = resnetc(&["check", "specs/errors/several_errors.resnet"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("[specs/errors/several_errors.resnet:3:32]"), "{err}");
+    assert!(err.contains("4 errors"), "{err}");
+}
+
+#[test]
+fn summary_json_has_totals_and_layers() {
+    let (code, out, err) = resnetc(&["summary", "specs/resnet18.resnet", "--format", "json", "--batch", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["total_params"], 11_689_512);
+    assert_eq!(v["total_macs"], 2 * 1_814_073_344u64);
+    let fc = v["layers"].as_array().unwrap().iter().find(|l| l["name"] == "fc").unwrap();
+    assert_eq!(fc["op"], "linear");
+    assert_eq!(fc["shape"], serde_json::json!([2, 1000, 1, 1]));
+    assert_eq!(fc["params"], 513_000);
+}
+
+#[test]
+fn set_and_input_shape_apply_to_every_command() {
+    let (code, out, err) = resnetc(&["params", "specs/resnet18.resnet", "--set", "classes=37"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fc.weight [37, 512]"), "{out}");
+    let (code, out, _) = resnetc(&["graph", "specs/resnet18.resnet", "--input-shape", "3,160,200"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("layer4.1.relu = relu(%") && out.contains("-> [512, 5, 7]"), "{out}");
+    let (code, _, err) = resnetc(&["summary", "specs/resnet18.resnet", "--set", "klasses=3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no parameter `klasses`") && err.contains("`classes`"), "{err}");
+    let (code, _, err) = resnetc(&["check", "specs/resnet18.resnet", "--input-shape", "3,0,4"]);
+    assert_eq!(code, 2, "a malformed flag is a usage error");
+    assert!(err.contains("C,H,W"), "{err}");
+}
+
+#[test]
+fn graph_dot_is_graphviz() {
+    let (code, out, _) = resnetc(&["graph", "specs/cifar_resnet20.resnet", "--format", "dot"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("digraph \"cifar_resnet20\""));
+    assert!(out.contains("n9 -> n10;"), "{out}");
+}
+
+#[test]
+fn eval_writes_the_fixture_output() {
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let dir = std::env::temp_dir().join(format!("resnetc-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("y.safetensors");
+    let (w, x, y) = (fx.join("weights.safetensors"), fx.join("io.safetensors"), out.to_string_lossy().into_owned());
+    let (code, _, err) =
+        resnetc(&["eval", "specs/cifar_resnet20.resnet", "--weights", w.to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", &y]);
+    assert_eq!(code, 0, "{err}");
+    let ours = resnetc_runtime::io::read_any(&out, "output").unwrap();
+    let torch = resnetc_runtime::io::read_any(&x, "output").unwrap();
+    assert_eq!(ours.shape(), &[4, 10]);
+    let err = ours.iter().zip(torch.iter()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err < 1e-4, "{err}");
+    // The wrong model for these weights: the error names a tensor and both shapes.
+    let (code, _, err) = resnetc(&[
+        "eval",
+        "specs/cifar_resnet20.resnet",
+        "--set",
+        "classes=7",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        &y,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tensor `linear.weight` has shape [10, 64], expected [7, 64]"), "{err}");
+    // Input of the wrong shape names the expected one.
+    let (code, _, err) = resnetc(&[
+        "eval",
+        "specs/cifar_resnet20.resnet",
+        "--input-shape",
+        "3,16,16",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        &y,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("expected [N, 3, 16, 16]"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_explains_each_command() {
+    let (code, out, _) = resnetc(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["check", "summary", "params", "graph", "eval"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    let (_, out, _) = resnetc(&["summary", "--help"]);
+    assert!(out.contains("--set") && out.contains("--input-shape") && out.contains("--format"), "{out}");
+}

@@ -1,0 +1,159 @@
+//! Bad weight files: each failure gives an error naming the tensor or the problem; random
+//! damage never panics.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use resnetc_runtime::{LoadOptions, WeightError, WeightFile};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+/// Serialises tensors given as (name, dtype, shape, raw bytes).
+fn file(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let views: HashMap<String, TensorView<'_>> =
+        tensors.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::serialize(views, &None).unwrap()
+}
+
+fn f32s(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn expected() -> Vec<(String, Vec<usize>)> {
+    vec![("conv1.weight".into(), vec![2, 1, 1, 1]), ("bn1.running_var".into(), vec![2])]
+}
+
+fn good() -> Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)> {
+    vec![
+        ("conv1.weight", Dtype::F32, vec![2, 1, 1, 1], f32s(&[1.5, -2.0])),
+        ("bn1.running_var", Dtype::F32, vec![2], f32s(&[0.25, 4.0])),
+        ("bn1.num_batches_tracked", Dtype::I64, vec![], 7i64.to_le_bytes().to_vec()),
+    ]
+}
+
+fn load(bytes: Vec<u8>, opts: &LoadOptions) -> Result<resnetc_runtime::Weights, WeightError> {
+    WeightFile::from_bytes(bytes)?.load(&expected(), opts)
+}
+
+#[test]
+fn a_good_file_loads_and_skips_counters() {
+    let w = load(file(&good()), &LoadOptions::default()).unwrap();
+    assert_eq!(w.data("conv1.weight"), &[1.5, -2.0]);
+    assert_eq!(w.len(), 2);
+    assert!(w.get("bn1.num_batches_tracked").is_none());
+}
+
+#[test]
+fn f16_and_bf16_are_converted() {
+    let mut t = good();
+    t[0] = (
+        "conv1.weight",
+        Dtype::F16,
+        vec![2, 1, 1, 1],
+        [half::f16::from_f32(1.5), half::f16::from_f32(-2.0)].iter().flat_map(|h| h.to_le_bytes()).collect(),
+    );
+    t[1] = (
+        "bn1.running_var",
+        Dtype::BF16,
+        vec![2],
+        [half::bf16::from_f32(0.25), half::bf16::from_f32(4.0)].iter().flat_map(|h| h.to_le_bytes()).collect(),
+    );
+    let w = load(file(&t), &LoadOptions::default()).unwrap();
+    assert_eq!(w.data("conv1.weight"), &[1.5, -2.0]);
+    assert_eq!(w.data("bn1.running_var"), &[0.25, 4.0]);
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let mut t = good();
+    t.remove(1);
+    let e = load(file(&t), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(e, WeightError::Missing { ref name, .. } if name == "bn1.running_var"), "{e:?}");
+    assert!(e.to_string().contains("missing tensor `bn1.running_var` (expected shape [2])"), "{e}");
+}
+
+#[test]
+fn a_misnamed_tensor_gets_a_hint() {
+    let mut t = good();
+    t[1].0 = "bn.running_var";
+    let e = load(file(&t), &LoadOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("did you mean `bn.running_var`?"), "{e}");
+}
+
+#[test]
+fn an_unexpected_tensor_is_an_error_unless_allowed() {
+    let mut t = good();
+    t.push(("fc.weight", Dtype::F32, vec![1], f32s(&[0.0])));
+    let e = load(file(&t), &LoadOptions::default()).unwrap_err();
+    assert!(e.to_string().starts_with("unexpected tensor `fc.weight` (shape [1])"), "{e}");
+    assert!(load(file(&t), &LoadOptions { allow_unexpected: true }).is_ok());
+}
+
+#[test]
+fn a_shape_mismatch_says_expected_and_found() {
+    let mut t = good();
+    t[0] = ("conv1.weight", Dtype::F32, vec![1, 2, 1, 1], f32s(&[1.5, -2.0]));
+    let e = load(file(&t), &LoadOptions::default()).unwrap_err();
+    assert_eq!(e.to_string(), "tensor `conv1.weight` has shape [1, 2, 1, 1], expected [2, 1, 1, 1]");
+}
+
+#[test]
+fn an_unsupported_dtype_is_named() {
+    let mut t = good();
+    t[1] = ("bn1.running_var", Dtype::I32, vec![2], vec![0; 8]);
+    let e = load(file(&t), &LoadOptions::default()).unwrap_err();
+    assert_eq!(e.to_string(), "tensor `bn1.running_var` has dtype I32; supported are F32, F16 and BF16");
+}
+
+#[test]
+fn a_truncated_file_is_reported() {
+    let mut bytes = file(&good());
+    bytes.truncate(bytes.len() - 3);
+    let e = load(bytes, &LoadOptions::default()).err().unwrap();
+    assert!(matches!(e, WeightError::Corrupt { .. }), "{e:?}");
+    assert!(e.to_string().contains("truncated or corrupt"), "{e}");
+}
+
+#[test]
+fn a_file_that_is_not_safetensors_is_reported() {
+    for bytes in
+        [b"PK\x03\x04 this is a zip file, not weights".to_vec(), vec![], b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!".to_vec()]
+    {
+        let e = load(bytes, &LoadOptions::default()).err().unwrap();
+        assert!(matches!(e, WeightError::NotSafetensors { .. }), "{e:?}");
+        assert!(e.to_string().contains("is not a safetensors file"), "{e}");
+    }
+}
+
+#[test]
+fn a_missing_path_is_an_io_error() {
+    let e = WeightFile::open(std::path::Path::new("/nonexistent/w.safetensors")).err().unwrap();
+    assert!(e.to_string().starts_with("cannot read weight file `/nonexistent/w.safetensors`"), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Flipped, overwritten and truncated bytes: an error or a load, never a panic.
+    #[test]
+    fn damaged_files_never_panic(edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..8), cut in any::<u16>()) {
+        let mut bytes = file(&good());
+        for (pos, val) in edits {
+            let i = pos as usize % bytes.len();
+            bytes[i] = val;
+        }
+        let cut = cut as usize % (bytes.len() + 1);
+        bytes.truncate(cut);
+        if let Ok(f) = WeightFile::from_bytes(bytes) {
+            let _ = f.load(&expected(), &LoadOptions::default());
+            let _ = f.tensors();
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(f) = WeightFile::from_bytes(bytes) {
+            let _ = f.load(&expected(), &LoadOptions::default());
+        }
+    }
+}
