@@ -5,6 +5,7 @@
 //! [`CompileError`] holding every diagnostic. See ARCHITECTURE.md at the repository root.
 
 pub mod ast;
+pub mod codegen;
 pub mod diag;
 pub mod frontend;
 pub mod interp;

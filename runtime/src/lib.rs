@@ -4,6 +4,7 @@
 //!   (ndarray), with PyTorch's semantics;
 //! - [`weights`]: safetensors loading (memory-mapped), f32/f16/bf16, strict validation with
 //!   errors that name the tensor;
+//! - [`model`]: what generated models are made of (errors, weight tables, workspace);
 //! - [`io`]: reading and writing the `input` / `output` tensors of a safetensors file.
 //!
 //! **Architecture invariant:** the runtime never sees a spec; shapes and attributes arrive
@@ -11,7 +12,11 @@
 
 pub mod io;
 pub mod kernels;
+pub mod model;
+pub mod steps;
 pub mod weights;
 
+pub use model::{ModelError, Workspace};
 pub use ndarray;
+pub use steps::{ConvSpec, PoolSpec};
 pub use weights::{LoadOptions, Tensor, WeightError, WeightFile, Weights};

@@ -60,6 +60,11 @@ impl Weights {
         &self.tensors.get(name).unwrap_or_else(|| panic!("invariant: weight `{name}` was validated at load")).data
     }
 
+    /// Moves a validated tensor's values out.
+    pub fn take(&mut self, name: &str) -> Vec<f32> {
+        self.tensors.remove(name).unwrap_or_else(|| panic!("invariant: weight `{name}` was validated at load")).data
+    }
+
     pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
         self.tensors.insert(name.into(), t);
     }

@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use resnetc_compiler::{compile_file, ir::Graph, report, CompileError, Options};
 
+mod build;
 mod eval;
 
 /// resnetc: a compiler for residual convolutional networks.
 ///
 /// Write a ResNet-family architecture in the small .resnet language; check it, see its
 /// layers, shapes, parameters and cost, list the weights it expects, and run it on weights
-/// trained in PyTorch (a safetensors state_dict, names unchanged).
+/// trained in PyTorch (a safetensors state_dict, names unchanged), through the reference
+/// interpreter (`eval`) or as generated Rust (`emit`, `build`, `run`).
 #[derive(Parser)]
 #[command(name = "resnetc", version, propagate_version = true)]
 struct Cli {
@@ -36,6 +38,15 @@ enum Command {
     /// Run the model with the reference interpreter: read tensor `input` [N, C, H, W] from a
     /// safetensors file, write tensor `output` [N, classes].
     Eval(eval::EvalArgs),
+    /// Print the generated Rust code of the model.
+    Emit(build::EmitArgs),
+    /// Write a standalone crate: the model (library) and an `infer` binary, with the runtime
+    /// vendored so that it builds wherever it is moved.
+    Build(build::BuildArgs),
+    /// Build the model's crate (cached by content) and run it: with no weights it uses seeded
+    /// random weights, with no input a seeded random input; prints the output's shape, the
+    /// best classes and the time taken.
+    Run(build::RunArgs),
 }
 
 /// A spec and what can be set on it from outside.
@@ -122,6 +133,9 @@ pub fn main() -> ExitCode {
             GraphFormat::Dot => print!("{}", g.to_dot()),
         }),
         Command::Eval(a) => eval::run(&a),
+        Command::Emit(a) => build::emit(&a),
+        Command::Build(a) => build::build(&a),
+        Command::Run(a) => build::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

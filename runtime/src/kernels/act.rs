@@ -31,6 +31,13 @@ pub fn activation(x: ArrayView4<f32>, act: Activation) -> Array4<f32> {
     x.mapv(|v| act.apply(v))
 }
 
+/// Applies `act` to every element of a slice, into `y`.
+pub fn activation_into(x: &[f32], act: Activation, y: &mut [f32]) {
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv = act.apply(xv);
+    }
+}
+
 /// The error function, to about 1e-15 (W. J. Cody's rational approximations via erfc for
 /// large arguments, Taylor series for small ones).
 pub(crate) fn erf(x: f64) -> f64 {

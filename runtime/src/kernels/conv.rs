@@ -36,37 +36,72 @@ pub fn conv2d(
 ) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = (conv_out(h, kernel, p), conv_out(w, kernel, p));
+    let x = x.as_standard_layout();
+    let mut out = Array4::<f32>::zeros((n, out_channels, oh, ow));
+    let mut scratch = vec![0f32; conv2d_scratch_len(c, kernel, oh * ow, p)];
+    conv2d_into(
+        x.as_slice().expect("invariant: standard layout"),
+        [n, c, h, w],
+        weight,
+        out_channels,
+        kernel,
+        bias,
+        p,
+        &mut scratch,
+        out.as_slice_mut().expect("invariant: a new array is contiguous"),
+    );
+    out
+}
+
+/// Scratch floats [`conv2d_into`] needs for the im2col buffer of one group of one sample.
+pub fn conv2d_scratch_len(in_channels: usize, kernel: usize, out_pixels: usize, p: Conv2dParams) -> usize {
+    if kernel == 1 && p.stride == 1 && p.padding == 0 {
+        0
+    } else {
+        in_channels / p.groups * kernel * kernel * out_pixels
+    }
+}
+
+/// [`conv2d`] on slices: `x` is [N, C, H, W] (`dims`), `y` receives [N, O, OH, OW];
+/// `scratch` holds at least [`conv2d_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_into(
+    x: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    out_channels: usize,
+    kernel: usize,
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let [n, c, h, w] = dims;
+    let (oh, ow) = (conv_out(h, kernel, p), conv_out(w, kernel, p));
     let g = p.groups;
     let (cg, og) = (c / g, out_channels / g);
-    debug_assert_eq!(weight.len(), out_channels * cg * kernel * kernel);
     let kdim = cg * kernel * kernel;
     let cols_len = oh * ow;
-    let mut out = Array4::<f32>::zeros((n, out_channels, oh, ow));
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("invariant: standard layout");
-    let os = out.as_slice_mut().expect("invariant: a new array is contiguous");
+    debug_assert_eq!(weight.len(), out_channels * kdim);
+    debug_assert!(x.len() >= n * c * h * w && y.len() >= n * out_channels * cols_len);
     let direct = kernel == 1 && p.stride == 1 && p.padding == 0;
-    let mut cols = if direct { Vec::new() } else { vec![0f32; kdim * cols_len] };
     for b in 0..n {
         for gi in 0..g {
-            let x_g = &xs[(b * c + gi * cg) * h * w..(b * c + (gi + 1) * cg) * h * w];
-            let cols_ref: &[f32] = if direct {
+            let x_g = &x[(b * c + gi * cg) * h * w..(b * c + (gi + 1) * cg) * h * w];
+            let cols: &[f32] = if direct {
                 x_g
             } else {
-                im2col(x_g, cg, h, w, kernel, p, oh, ow, &mut cols);
-                &cols
+                im2col(x_g, cg, h, w, kernel, p, oh, ow, &mut scratch[..kdim * cols_len]);
+                &scratch[..kdim * cols_len]
             };
             let o_start = (b * out_channels + gi * og) * cols_len;
-            let out_g = &mut os[o_start..o_start + og * cols_len];
-            if let Some(bias) = bias {
-                for (oc, chunk) in out_g.chunks_mut(cols_len).enumerate() {
-                    chunk.fill(bias[gi * og + oc]);
-                }
+            let out_g = &mut y[o_start..o_start + og * cols_len];
+            for (oc, chunk) in out_g.chunks_mut(cols_len).enumerate() {
+                chunk.fill(bias.map_or(0.0, |bias| bias[gi * og + oc]));
             }
-            gemm_acc(og, kdim, cols_len, &weight[gi * og * kdim..(gi + 1) * og * kdim], cols_ref, out_g);
+            gemm_acc(og, kdim, cols_len, &weight[gi * og * kdim..(gi + 1) * og * kdim], cols, out_g);
         }
     }
-    out
 }
 
 /// Unfolds one group of one sample into `[C*K*K, OH*OW]`.

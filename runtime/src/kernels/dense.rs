@@ -1,12 +1,19 @@
 //! Residual add, flatten, linear, option-A channel padding, softmax.
 
-use ndarray::{Array4, ArrayView4, Axis, Zip};
+use ndarray::{Array4, ArrayView4};
 
 /// Elementwise sum of two tensors of one shape.
 pub fn add(a: ArrayView4<f32>, b: ArrayView4<f32>) -> Array4<f32> {
     let mut y = a.to_owned();
-    Zip::from(&mut y).and(&b).for_each(|y, &b| *y += b);
+    y += &b;
     y
+}
+
+/// `y = a + b` on slices.
+pub fn add_into(a: &[f32], b: &[f32], y: &mut [f32]) {
+    for ((yv, av), bv) in y.iter_mut().zip(a).zip(b) {
+        *yv = av + bv;
+    }
 }
 
 /// [N, C, H, W] -> [N, C*H*W, 1, 1].
@@ -19,19 +26,23 @@ pub fn flatten(x: ArrayView4<f32>) -> Array4<f32> {
 /// `y = x W^T + b` over the flattened input; `weight` is [out, in] row-major.
 pub fn linear(x: ArrayView4<f32>, weight: &[f32], out_features: usize, bias: Option<&[f32]>) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
-    let in_features = c * h * w;
-    let xs = x.as_standard_layout();
-    let xs = xs.as_slice().expect("invariant: standard layout");
+    let x = x.as_standard_layout();
     let mut y = Array4::<f32>::zeros((n, out_features, 1, 1));
-    for (b, mut row) in y.axis_iter_mut(Axis(0)).enumerate() {
-        let xr = &xs[b * in_features..(b + 1) * in_features];
-        for (o, v) in row.iter_mut().enumerate() {
+    let ys = y.as_slice_mut().expect("invariant: contiguous");
+    linear_into(x.as_slice().expect("invariant: standard layout"), n, c * h * w, weight, out_features, bias, ys);
+    y
+}
+
+/// [`linear`] on slices: `x` is [N, in_features], `y` [N, out_features].
+pub fn linear_into(x: &[f32], n: usize, in_features: usize, weight: &[f32], out_features: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+    for b in 0..n {
+        let xr = &x[b * in_features..(b + 1) * in_features];
+        for (o, v) in y[b * out_features..(b + 1) * out_features].iter_mut().enumerate() {
             let wr = &weight[o * in_features..(o + 1) * in_features];
             let dot: f32 = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
             *v = dot + bias.map_or(0.0, |b| b[o]);
         }
     }
-    y
 }
 
 /// Option A shortcut: `x[:, :, ::s, ::s]`, then `before` zero channels in front and `after`
@@ -39,31 +50,64 @@ pub fn linear(x: ArrayView4<f32>, weight: &[f32], out_features: usize, bias: Opt
 pub fn pad_channels(x: ArrayView4<f32>, before: usize, after: usize, stride: usize) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
-    Array4::from_shape_fn((n, before + c + after, oh, ow), |(b, ch, oy, ox)| {
-        if ch < before || ch >= before + c {
-            0.0
-        } else {
-            x[[b, ch - before, oy * stride, ox * stride]]
+    let x = x.as_standard_layout();
+    let mut y = Array4::<f32>::zeros((n, before + c + after, oh, ow));
+    let ys = y.as_slice_mut().expect("invariant: contiguous");
+    pad_channels_into(x.as_slice().expect("invariant: standard layout"), [n, c, h, w], before, after, stride, ys);
+    y
+}
+
+/// [`pad_channels`] on slices of [N, C, H, W] (`dims`).
+pub fn pad_channels_into(x: &[f32], dims: [usize; 4], before: usize, after: usize, stride: usize, y: &mut [f32]) {
+    let [n, c, h, w] = dims;
+    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let oc = before + c + after;
+    for b in 0..n {
+        for ch in 0..oc {
+            let yp = &mut y[(b * oc + ch) * oh * ow..(b * oc + ch + 1) * oh * ow];
+            if ch < before || ch >= before + c {
+                yp.fill(0.0);
+                continue;
+            }
+            let xp = &x[(b * c + ch - before) * h * w..(b * c + ch - before + 1) * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    yp[oy * ow + ox] = xp[oy * stride * w + ox * stride];
+                }
+            }
         }
-    })
+    }
 }
 
 /// Softmax over the channels (`dim = 1`), numerically stable.
 pub fn softmax(x: ArrayView4<f32>) -> Array4<f32> {
-    let mut y = x.to_owned();
-    let (n, _, h, w) = y.dim();
+    let (n, c, h, w) = x.dim();
+    let x = x.as_standard_layout();
+    let mut y = Array4::<f32>::zeros((n, c, h, w));
+    let ys = y.as_slice_mut().expect("invariant: contiguous");
+    softmax_into(x.as_slice().expect("invariant: standard layout"), [n, c, h, w], ys);
+    y
+}
+
+/// [`softmax`] on slices of [N, C, H, W] (`dims`).
+pub fn softmax_into(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
+    let [n, c, h, w] = dims;
+    let plane = h * w;
     for b in 0..n {
-        for iy in 0..h {
-            for ix in 0..w {
-                let mut lane = y.slice_mut(ndarray::s![b, .., iy, ix]);
-                let m = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                lane.mapv_inplace(|v| (v - m).exp());
-                let s = lane.sum();
-                lane.mapv_inplace(|v| v / s);
+        for i in 0..plane {
+            let at = |ch: usize| (b * c + ch) * plane + i;
+            let m = (0..c).fold(f32::NEG_INFINITY, |m, ch| m.max(x[at(ch)]));
+            let mut s = 0.0;
+            for ch in 0..c {
+                let e = (x[at(ch)] - m).exp();
+                y[at(ch)] = e;
+                s += e;
+            }
+            for ch in 0..c {
+                y[at(ch)] /= s;
             }
         }
     }
-    y
 }
 
 #[cfg(test)]

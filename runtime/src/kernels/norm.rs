@@ -1,18 +1,32 @@
 //! Inference batch normalisation with running statistics (`torch.nn.BatchNorm2d.eval()`).
 
-use ndarray::{Array4, ArrayView4, Axis};
+use ndarray::{Array4, ArrayView4};
 
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias`, per channel.
 pub fn batch_norm(x: ArrayView4<f32>, weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], eps: f32) -> Array4<f32> {
-    let mut y = x.to_owned();
-    for mut sample in y.axis_iter_mut(Axis(0)) {
-        for (c, mut plane) in sample.axis_iter_mut(Axis(0)).enumerate() {
-            let scale = weight[c] / (var[c] + eps).sqrt();
-            let shift = bias[c] - mean[c] * scale;
-            plane.mapv_inplace(|v| v * scale + shift);
+    let (n, c, h, w) = x.dim();
+    let x = x.as_standard_layout();
+    let mut y = Array4::<f32>::zeros((n, c, h, w));
+    let ys = y.as_slice_mut().expect("invariant: a new array is contiguous");
+    batch_norm_into(x.as_slice().expect("invariant: standard layout"), [n, c, h, w], weight, bias, mean, var, eps, ys);
+    y
+}
+
+/// [`batch_norm`] on slices of [N, C, H, W] (`dims`).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_into(x: &[f32], dims: [usize; 4], weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], eps: f32, y: &mut [f32]) {
+    let [n, c, h, w] = dims;
+    let plane = h * w;
+    for b in 0..n {
+        for ch in 0..c {
+            let scale = weight[ch] / (var[ch] + eps).sqrt();
+            let shift = bias[ch] - mean[ch] * scale;
+            let at = (b * c + ch) * plane;
+            for (yv, xv) in y[at..at + plane].iter_mut().zip(&x[at..at + plane]) {
+                *yv = xv * scale + shift;
+            }
         }
     }
-    y
 }
 
 #[cfg(test)]

@@ -25,59 +25,92 @@ pub fn pool_out(size: usize, p: PoolParams) -> usize {
 
 /// Max pooling; padding never wins (it is -inf).
 pub fn max_pool2d(x: ArrayView4<f32>, p: PoolParams) -> Array4<f32> {
-    let (n, c, h, w) = x.dim();
-    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
-    Array4::from_shape_fn((n, c, oh, ow), |(b, ch, oy, ox)| {
-        let (y0, x0) = ((oy * p.stride) as isize - p.padding as isize, (ox * p.stride) as isize - p.padding as isize);
-        let mut m = f32::NEG_INFINITY;
-        for iy in y0.max(0)..(y0 + p.kernel as isize).min(h as isize) {
-            for ix in x0.max(0)..(x0 + p.kernel as isize).min(w as isize) {
-                let v = x[[b, ch, iy as usize, ix as usize]];
-                if v > m || v.is_nan() {
-                    m = v;
-                }
-            }
-        }
-        m
-    })
+    wrap(x, (pool_out(x.dim().2, p), pool_out(x.dim().3, p)), |x, d, y| max_pool2d_into(x, d, p, y))
 }
 
 /// Average pooling. The divisor follows PyTorch: with `count_include_pad` the window is
 /// clipped to the padded input; without it, to the input itself.
 pub fn avg_pool2d(x: ArrayView4<f32>, p: PoolParams) -> Array4<f32> {
-    let (n, c, h, w) = x.dim();
-    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
-    let pad = p.padding as isize;
-    Array4::from_shape_fn((n, c, oh, ow), |(b, ch, oy, ox)| {
-        let y0 = (oy * p.stride) as isize - pad;
-        let x0 = (ox * p.stride) as isize - pad;
-        let y1 = (y0 + p.kernel as isize).min(h as isize + pad);
-        let x1 = (x0 + p.kernel as isize).min(w as isize + pad);
-        let padded_count = (y1 - y0) * (x1 - x0);
-        let (ys, ye, xs, xe) = (y0.max(0), y1.min(h as isize), x0.max(0), x1.min(w as isize));
-        let mut s = 0.0f32;
-        for iy in ys..ye {
-            for ix in xs..xe {
-                s += x[[b, ch, iy as usize, ix as usize]];
-            }
-        }
-        let count = if p.count_include_pad { padded_count } else { (ye - ys) * (xe - xs) };
-        s / count as f32
-    })
+    wrap(x, (pool_out(x.dim().2, p), pool_out(x.dim().3, p)), |x, d, y| avg_pool2d_into(x, d, p, y))
 }
 
 /// Mean over each channel's plane: [N, C, H, W] -> [N, C, 1, 1].
 pub fn global_avg_pool(x: ArrayView4<f32>) -> Array4<f32> {
+    wrap(x, (1, 1), global_avg_pool_into)
+}
+
+/// Runs a slice kernel that keeps N and C and maps H, W to `out`.
+fn wrap(x: ArrayView4<f32>, out: (usize, usize), f: impl Fn(&[f32], [usize; 4], &mut [f32])) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
-    Array4::from_shape_fn((n, c, 1, 1), |(b, ch, _, _)| {
-        let mut s = 0.0f32;
-        for iy in 0..h {
-            for ix in 0..w {
-                s += x[[b, ch, iy, ix]];
+    let x = x.as_standard_layout();
+    let mut y = Array4::<f32>::zeros((n, c, out.0, out.1));
+    f(x.as_slice().expect("invariant: standard layout"), [n, c, h, w], y.as_slice_mut().expect("invariant: contiguous"));
+    y
+}
+
+/// Calls `f(plane_in, plane_out)` for every (sample, channel) plane.
+fn planes(x: &[f32], dims: [usize; 4], out_plane: usize, y: &mut [f32], mut f: impl FnMut(&[f32], &mut [f32])) {
+    let [n, c, h, w] = dims;
+    for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(out_plane)).take(n * c) {
+        f(xp, yp);
+    }
+}
+
+/// [`max_pool2d`] on slices of [N, C, H, W] (`dims`).
+pub fn max_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
+    let [_, _, h, w] = dims;
+    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
+    planes(x, dims, oh * ow, y, |xp, yp| {
+        for oy in 0..oh {
+            let y0 = (oy * p.stride) as isize - p.padding as isize;
+            for ox in 0..ow {
+                let x0 = (ox * p.stride) as isize - p.padding as isize;
+                let mut m = f32::NEG_INFINITY;
+                for iy in y0.max(0)..(y0 + p.kernel as isize).min(h as isize) {
+                    for ix in x0.max(0)..(x0 + p.kernel as isize).min(w as isize) {
+                        let v = xp[iy as usize * w + ix as usize];
+                        if v > m || v.is_nan() {
+                            m = v;
+                        }
+                    }
+                }
+                yp[oy * ow + ox] = m;
             }
         }
-        s / (h * w) as f32
-    })
+    });
+}
+
+/// [`avg_pool2d`] on slices of [N, C, H, W] (`dims`).
+pub fn avg_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
+    let [_, _, h, w] = dims;
+    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
+    let pad = p.padding as isize;
+    planes(x, dims, oh * ow, y, |xp, yp| {
+        for oy in 0..oh {
+            let y0 = (oy * p.stride) as isize - pad;
+            let y1 = (y0 + p.kernel as isize).min(h as isize + pad);
+            for ox in 0..ow {
+                let x0 = (ox * p.stride) as isize - pad;
+                let x1 = (x0 + p.kernel as isize).min(w as isize + pad);
+                let padded_count = (y1 - y0) * (x1 - x0);
+                let (ys, ye, xs, xe) = (y0.max(0), y1.min(h as isize), x0.max(0), x1.min(w as isize));
+                let mut s = 0.0f32;
+                for iy in ys..ye {
+                    for ix in xs..xe {
+                        s += xp[iy as usize * w + ix as usize];
+                    }
+                }
+                let count = if p.count_include_pad { padded_count } else { (ye - ys) * (xe - xs) };
+                yp[oy * ow + ox] = s / count as f32;
+            }
+        }
+    });
+}
+
+/// [`global_avg_pool`] on slices: [N, C, H, W] (`dims`) -> [N, C].
+pub fn global_avg_pool_into(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
+    let [_, _, h, w] = dims;
+    planes(x, dims, 1, y, |xp, yp| yp[0] = xp.iter().sum::<f32>() / (h * w) as f32);
 }
 
 #[cfg(test)]

@@ -1,0 +1,187 @@
+//! `resnetc emit`, `build` and `run`: generated code, emitted crates, and running them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::Args;
+use resnetc_compiler::codegen::{self, package, CodegenOptions};
+
+use super::SpecArgs;
+
+#[derive(Args)]
+pub(crate) struct EmitArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The model type's name (default: the network's name in CamelCase).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct BuildArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The directory to write the crate into (created if needed).
+    #[arg(long)]
+    out: PathBuf,
+    /// The crate's name (default: the network's name).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// The flags `run` passes on to the emitted `infer` binary.
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Weights (a PyTorch state_dict in safetensors); default: seeded random weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Input (tensor `input` [N, C, H, W]); default: a seeded random input.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// The batch of the random input.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Write tensor `output` here.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Threads to split the batch over (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Time this many forward passes after a warm-up.
+    #[arg(long)]
+    bench: Option<usize>,
+    /// How many of the best classes to print a row.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Class names, one a line.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Where built crates are cached (default: $RESNETC_CACHE, else ~/.cache/resnetc).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+fn fail(msg: String) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+pub(crate) fn emit(a: &EmitArgs) -> Result<(), ExitCode> {
+    let g = a.spec.compile()?;
+    let mut opts = CodegenOptions::for_crate(&g, &a.spec.spec.display().to_string());
+    if let Some(n) = &a.name {
+        opts.type_name = n.clone();
+    }
+    print!("{}", codegen::model_source(&g, &opts));
+    Ok(())
+}
+
+pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
+    let g = a.spec.compile()?;
+    let name = a.name.clone().unwrap_or_else(|| package::crate_name(&g.name));
+    let start = std::time::Instant::now();
+    package::write_crate(&a.out, &g, &a.spec.spec.display().to_string(), &name).map_err(|e| fail(format!("{}: {e}", a.out.display())))?;
+    eprintln!(
+        "wrote crate `{name}` to {} in {:.0} ms; build it with `cargo build --release --manifest-path {}/Cargo.toml`",
+        a.out.display(),
+        start.elapsed().as_secs_f64() * 1e3,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn cache_dir(explicit: &Option<PathBuf>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("RESNETC_CACHE") {
+        return PathBuf::from(p);
+    }
+    let home =
+        std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    home.unwrap_or_else(std::env::temp_dir).join("resnetc")
+}
+
+/// FNV-1a: a stable content hash for cache keys.
+fn fnv(parts: &[(String, String)]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (a, b) in parts {
+        for byte in a.bytes().chain([0]).chain(b.bytes()).chain([0]) {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
+    let g = a.spec.compile()?;
+    let name = package::crate_name(&g.name);
+    let files = package::crate_files(&g, &a.spec.spec.display().to_string(), &name);
+    // The generated files hold the spec's content (as code), the options and the compiler
+    // version: their hash is the cache key.
+    let key = fnv(&files);
+    let cache = cache_dir(&a.cache);
+    let dir = cache.join(format!("{name}-{key:016x}"));
+    let exe = dir.join(if cfg!(windows) { "infer.exe" } else { "infer" });
+    if !exe.exists() {
+        package::write_crate(&dir, &g, &a.spec.spec.display().to_string(), &name).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        build_crate(&dir, &cache.join("target"), &exe)?;
+    } else {
+        eprintln!("using the cached build in {}", dir.display());
+    }
+    let mut cmd = Command::new(&exe);
+    let path = |p: &Path| p.display().to_string();
+    if let Some(w) = &a.weights {
+        cmd.args(["--weights", &path(w)]);
+    }
+    if let Some(x) = &a.input {
+        cmd.args(["--input", &path(x)]);
+    }
+    cmd.args(["--batch", &a.batch.to_string(), "--top", &a.top.to_string()]);
+    if let Some(y) = &a.output {
+        cmd.args(["--output", &path(y)]);
+    }
+    if let Some(t) = a.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(r) = a.bench {
+        cmd.args(["--bench", &r.to_string()]);
+    }
+    if let Some(l) = &a.labels {
+        cmd.args(["--labels", &path(l)]);
+    }
+    if a.weights.is_none() {
+        eprintln!("no --weights: using seeded random weights");
+    }
+    let status = cmd.status().map_err(|e| fail(format!("cannot start {}: {e}", exe.display())))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ExitCode::from(1))
+    }
+}
+
+/// `cargo build --release` of an emitted crate, showing cargo's progress; copies the
+/// `infer` binary to `exe`.
+fn build_crate(dir: &Path, target: &Path, exe: &Path) -> Result<(), ExitCode> {
+    eprintln!("building {} (the first build compiles the dependencies: about a minute)", dir.display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--bin", "infer", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
+    if !status.success() {
+        return Err(fail(format!("cargo build failed for the emitted crate in {}", dir.display())));
+    }
+    let built = target.join("release").join(exe.file_name().expect("invariant: exe has a name"));
+    std::fs::copy(&built, exe).map_err(|e| fail(format!("cannot copy {}: {e}", built.display())))?;
+    Ok(())
+}

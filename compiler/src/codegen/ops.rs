@@ -1,0 +1,185 @@
+//! One `emit_*` function a op: the step of one node, on its static shapes.
+//!
+//! Convolutions and pools get a named descriptor constant (`LAYER1_0_CONV1`) holding their
+//! static shapes; every node becomes one `ws.<op>(...)` line.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
+
+use super::{comment, usize_lit, CodegenOptions};
+use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool};
+
+/// The scratch floats the largest convolution needs.
+pub(super) fn scratch_len(graph: &Graph) -> usize {
+    graph
+        .ids()
+        .filter_map(|id| {
+            let n = graph.node(id);
+            let Op::Conv2d(c) = n.op else { return None };
+            let x = graph.node(n.inputs[0]).shape;
+            let p = resnetc_runtime::kernels::Conv2dParams { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups };
+            Some(resnetc_runtime::kernels::conv2d_scratch_len(x.c, c.kernel, n.shape.h * n.shape.w, p))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Index of each parameter slot in the `WEIGHTS` table.
+struct ParamIndex(Vec<Vec<(ParamRole, usize)>>);
+
+impl ParamIndex {
+    fn new(graph: &Graph) -> ParamIndex {
+        let mut next = 0;
+        let mut index = |_| {
+            next += 1;
+            next - 1
+        };
+        ParamIndex(graph.nodes.iter().map(|n| n.params.iter().map(|p| (p.role, index(()))).collect()).collect())
+    }
+
+    /// `&w[i]` for a node's slot, if it has one.
+    fn get(&self, id: NodeId, role: ParamRole) -> Option<TokenStream> {
+        self.0[id.index()].iter().find(|(r, _)| *r == role).map(|(_, i)| {
+            let i = usize_lit(*i);
+            quote!(&w[#i])
+        })
+    }
+
+    fn weight(&self, id: NodeId) -> TokenStream {
+        self.get(id, ParamRole::Weight).expect("invariant: the op has a weight slot")
+    }
+
+    fn optional(&self, id: NodeId, role: ParamRole) -> TokenStream {
+        match self.get(id, role) {
+            Some(t) => quote!(Some(#t)),
+            None => quote!(None),
+        }
+    }
+}
+
+/// The generated code of every node: descriptor constants and forward steps.
+pub(super) struct Emitted {
+    pub consts: TokenStream,
+    pub steps: TokenStream,
+}
+
+/// Emits every node, in order.
+pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
+    let params = ParamIndex::new(graph);
+    let rt = &opts.runtime;
+    let mut names = HashSet::new();
+    let mut consts = Vec::new();
+    let mut steps = Vec::new();
+    for id in graph.ids().skip(1) {
+        let node = graph.node(id);
+        let x = usize_lit(node.inputs[0].index());
+        let y = usize_lit(id.index());
+        let input = graph.node(node.inputs[0]).shape;
+        let shape = {
+            let [c, h, w] = [input.c, input.h, input.w].map(usize_lit);
+            quote!([#c, #h, #w])
+        };
+        let mut descriptor = |value: TokenStream, ty: TokenStream| {
+            let name = const_name(&node.name, id, &mut names);
+            let doc = format!(" `{}`: {} {} -> {}", node.name, node.op.kind(), node.op.attrs(), node.shape);
+            consts.push(quote! { #[doc = #doc] const #name: #rt::#ty = #value; });
+            name
+        };
+        let step = match &node.op {
+            Op::Input => unreachable!("invariant: only node 0 is the input"),
+            Op::Conv2d(c) => {
+                let [o, k, s, p, d, g] = [c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups].map(usize_lit);
+                let name = descriptor(quote!(#rt::ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g)), quote!(ConvSpec));
+                emit_conv(&params, id, &x, &y, &name)
+            }
+            Op::BatchNorm { eps } => emit_batch_norm(&params, id, &x, &y, input.c, *eps),
+            Op::Act(a) => emit_act(*a, &x, &y),
+            Op::Add => {
+                let b = usize_lit(node.inputs[1].index());
+                quote!(ws.add(#x, #b, #y);)
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let name = descriptor(pool_value(rt, p, &shape), quote!(PoolSpec));
+                match node.op {
+                    Op::MaxPool(_) => quote!(ws.max_pool(#x, #y, &#name);),
+                    _ => quote!(ws.avg_pool(#x, #y, &#name);),
+                }
+            }
+            Op::GlobalAvgPool => {
+                let c = usize_lit(input.c);
+                quote!(ws.global_avg_pool(#x, #y, #c);)
+            }
+            Op::Flatten => quote!(ws.copy(#x, #y);),
+            Op::Linear { .. } => emit_linear(&params, id, &x, &y),
+            Op::PadChannels { before, after, stride } => {
+                let [b, a, s] = [*before, *after, *stride].map(usize_lit);
+                quote!(ws.pad_channels(#x, #y, #shape, #b, #a, #s);)
+            }
+            Op::Softmax => {
+                let c = usize_lit(input.c);
+                quote!(ws.softmax(#x, #y, #c);)
+            }
+        };
+        let note = comment(opts, format!("{} -> {}", node.name, node.shape));
+        steps.push(quote! { #note #step });
+    }
+    Emitted { consts: quote!(#(#consts)*), steps: quote!(#(#steps)*) }
+}
+
+/// `layer1.0.conv1` -> `LAYER1_0_CONV1`, made unique.
+fn const_name(layer: &str, id: NodeId, used: &mut HashSet<String>) -> Ident {
+    let mut s: String = layer.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s = format!("L_{s}");
+    }
+    if !used.insert(s.clone()) {
+        s = format!("{s}_{}", id.0);
+        used.insert(s.clone());
+    }
+    Ident::new(&s, Span::call_site())
+}
+
+fn emit_conv(params: &ParamIndex, id: NodeId, x: &proc_macro2::Literal, y: &proc_macro2::Literal, spec: &Ident) -> TokenStream {
+    let weight = params.weight(id);
+    let bias = params.optional(id, ParamRole::Bias);
+    quote!(ws.conv(#x, #y, &#spec, #weight, #bias);)
+}
+
+fn emit_batch_norm(
+    params: &ParamIndex,
+    id: NodeId,
+    x: &proc_macro2::Literal,
+    y: &proc_macro2::Literal,
+    channels: usize,
+    eps: f32,
+) -> TokenStream {
+    let get = |r| params.get(id, r).expect("invariant: batch norm has four slots");
+    let (wt, b, m, v) = (get(ParamRole::Weight), get(ParamRole::Bias), get(ParamRole::RunningMean), get(ParamRole::RunningVar));
+    let c = usize_lit(channels);
+    quote!(ws.batch_norm(#x, #y, #c, #eps, [#wt, #b, #m, #v]);)
+}
+
+fn emit_act(a: Act, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {
+    let act = match a {
+        Act::Relu => quote!(Relu),
+        Act::Relu6 => quote!(Relu6),
+        Act::Silu => quote!(Silu),
+        Act::Gelu => quote!(Gelu),
+        Act::Sigmoid => quote!(Sigmoid),
+    };
+    quote!(ws.act(#x, #y, Activation::#act);)
+}
+
+fn pool_value(rt: &TokenStream, p: &Pool, shape: &TokenStream) -> TokenStream {
+    let [k, s, pad] = [p.kernel, p.stride, p.padding].map(usize_lit);
+    let (ceil, cip) = (p.ceil_mode, p.count_include_pad);
+    quote!(#rt::PoolSpec::new(#shape, #k, #s, #pad, #ceil, #cip))
+}
+
+fn emit_linear(params: &ParamIndex, id: NodeId, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {
+    let weight = params.weight(id);
+    let bias = params.optional(id, ParamRole::Bias);
+    quote!(ws.linear(#x, #y, #weight, #bias);)
+}

@@ -1,0 +1,131 @@
+//! Writing a standalone crate: Cargo.toml, the model (src/lib.rs), the `infer` binary
+//! (src/main.rs), a README, and a vendored copy of the runtime (runtime/), so that the crate
+//! builds wherever it is moved, with no path back into this workspace.
+
+use std::path::Path;
+
+use super::{model_source, CodegenOptions};
+use crate::ir::Graph;
+
+/// The runtime's sources, vendored into every emitted crate.
+const RUNTIME_FILES: &[(&str, &str)] = &[
+    ("src/lib.rs", include_str!("../../../runtime/src/lib.rs")),
+    ("src/io.rs", include_str!("../../../runtime/src/io.rs")),
+    ("src/model.rs", include_str!("../../../runtime/src/model.rs")),
+    ("src/steps.rs", include_str!("../../../runtime/src/steps.rs")),
+    ("src/weights.rs", include_str!("../../../runtime/src/weights.rs")),
+    ("src/kernels/mod.rs", include_str!("../../../runtime/src/kernels/mod.rs")),
+    ("src/kernels/act.rs", include_str!("../../../runtime/src/kernels/act.rs")),
+    ("src/kernels/conv.rs", include_str!("../../../runtime/src/kernels/conv.rs")),
+    ("src/kernels/dense.rs", include_str!("../../../runtime/src/kernels/dense.rs")),
+    ("src/kernels/norm.rs", include_str!("../../../runtime/src/kernels/norm.rs")),
+    ("src/kernels/pool.rs", include_str!("../../../runtime/src/kernels/pool.rs")),
+];
+
+/// The runtime's manifest in an emitted crate (the workspace's versions, spelled out).
+const RUNTIME_MANIFEST: &str = r#"[package]
+name = "resnetc-runtime"
+version = "0.1.0"
+edition = "2021"
+description = "Runtime for resnetc-generated models (vendored copy)"
+license = "MIT OR Apache-2.0"
+
+[dependencies]
+ndarray = "0.16"
+safetensors = "0.4"
+memmap2 = "0.9"
+half = "2"
+thiserror = "2"
+"#;
+
+const MAIN_TEMPLATE: &str = include_str!("templates/main.rs");
+
+/// The files of an emitted crate, as (relative path, contents).
+pub fn crate_files(graph: &Graph, spec_name: &str, crate_name: &str) -> Vec<(String, String)> {
+    let opts = CodegenOptions::for_crate(graph, spec_name);
+    let lib_name = crate_name.replace('-', "_");
+    let manifest = format!(
+        r#"[package]
+name = "{crate_name}"
+version = "0.1.0"
+edition = "2021"
+description = "The {net} network, compiled by resnetc {version} from {spec_name}"
+publish = false
+
+[dependencies]
+resnetc-runtime = {{ path = "runtime" }}
+
+[[bin]]
+name = "infer"
+path = "src/main.rs"
+
+[profile.release]
+opt-level = 3
+codegen-units = 4
+
+# A standalone crate, even when generated inside another workspace.
+[workspace]
+"#,
+        net = graph.name,
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let lib = format!(
+        "//! The `{net}` network, compiled by resnetc from `{spec_name}`.\n//!\n//! ```no_run\n//! let model = {lib_name}::Model::load(\"weights.safetensors\")?;\n//! let x = {lib_name}::runtime::ndarray::Array4::<f32>::zeros((1, {c}, {h}, {w}));\n//! let logits = model.forward(x.view())?;\n//! # Ok::<(), {lib_name}::runtime::ModelError>(())\n//! ```\n\npub use resnetc_runtime as runtime;\n\n/// The model of this crate.\npub type Model = {ty};\n\n{src}",
+        net = graph.name,
+        ty = opts.type_name,
+        c = graph.input_shape().c,
+        h = graph.input_shape().h,
+        w = graph.input_shape().w,
+        src = model_source(graph, &opts),
+    );
+    let main = MAIN_TEMPLATE.replace("{{CRATE}}", &lib_name).replace("{{NETWORK}}", &graph.name);
+    let readme = format!(
+        "# {crate_name}\n\nThe `{net}` network ({params} parameters), compiled by resnetc {version} from `{spec_name}`.\n\
+         The runtime is vendored in `runtime/`: this crate builds on its own.\n\n\
+         ```sh\ncargo run --release --bin infer -- --weights W.safetensors --input X.safetensors --output Y.safetensors\n\
+         cargo run --release --bin infer -- --help\n```\n\n\
+         As a library: `{lib_name}::Model::load(path)?.forward(input.view())?` with input [N, {c}, {h}, {w}] f32.\n",
+        net = graph.name,
+        params = crate::report::group(graph.param_count() as u64),
+        version = env!("CARGO_PKG_VERSION"),
+        c = graph.input_shape().c,
+        h = graph.input_shape().h,
+        w = graph.input_shape().w,
+    );
+    let mut files = vec![
+        ("Cargo.toml".to_string(), manifest),
+        ("src/lib.rs".to_string(), lib),
+        ("src/main.rs".to_string(), main),
+        ("README.md".to_string(), readme),
+        ("runtime/Cargo.toml".to_string(), RUNTIME_MANIFEST.to_string()),
+    ];
+    files.extend(RUNTIME_FILES.iter().map(|(p, s)| (format!("runtime/{p}"), s.to_string())));
+    files
+}
+
+/// Writes the crate into `dir`, creating it. Files that already hold the same text are not
+/// rewritten, so cargo does not rebuild what did not change.
+pub fn write_crate(dir: &Path, graph: &Graph, spec_name: &str, crate_name: &str) -> std::io::Result<()> {
+    for (rel, text) in crate_files(graph, spec_name, crate_name) {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            continue;
+        }
+        std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+/// A valid crate name from a network name: `resnet18` -> `resnet18`, `My Net` -> `my-net`.
+pub fn crate_name(network: &str) -> String {
+    let s: String = network.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let s = s.trim_matches('-').to_string();
+    if s.starts_with(|c: char| c.is_ascii_digit()) || s.is_empty() {
+        format!("net-{s}")
+    } else {
+        s
+    }
+}
