@@ -47,6 +47,11 @@ impl Options {
 
 /// Compiles a spec to its graph IR: parse (with `use`s), lower, verify.
 pub fn compile(source: &Source, options: &Options) -> Result<ir::Graph, CompileError> {
+    compile_with_sources(source, options).map(|(g, _)| g)
+}
+
+/// [`compile`], also returning every source file read (the spec and what it `use`s).
+pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(ir::Graph, diag::SourceMap), CompileError> {
     let (program, mut diagnostics) = frontend::load(source);
     let (graph, lower_diags) = lower::lower(&program, options);
     // Lowering a file with syntax errors would report their consequences; keep only the
@@ -59,7 +64,7 @@ pub fn compile(source: &Source, options: &Options) -> Result<ir::Graph, CompileE
             if let Err(e) = g.verify() {
                 panic!("invariant: lowering produced an invalid graph: {e}");
             }
-            Ok(g)
+            Ok((g, program.sources))
         }
         _ => Err(CompileError { diagnostics, sources: program.sources }),
     }

@@ -102,8 +102,6 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
         #[doc = #doc_head]
         #[doc = ""]
         #[doc = #doc_shape]
-        #consts
-
         #[doc = " Regenerate it from the spec rather than editing it."]
         #[derive(Debug, Clone)]
         pub struct #ty {
@@ -122,6 +120,8 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
             const VALUE_LENS: [usize; #n_values] = [#(#lens),*];
             /// Floats of scratch the convolutions share.
             const SCRATCH: usize = #scratch;
+
+            #consts
 
             /// Loads and validates the weights of a safetensors file (a PyTorch `state_dict`).
             pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, #rt::ModelError> {

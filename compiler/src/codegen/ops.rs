@@ -103,8 +103,8 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 let name = descriptor(pool_value(rt, p, &shape), quote!(PoolSpec));
                 match node.op {
-                    Op::MaxPool(_) => quote!(ws.max_pool(#x, #y, &#name);),
-                    _ => quote!(ws.avg_pool(#x, #y, &#name);),
+                    Op::MaxPool(_) => quote!(ws.max_pool(#x, #y, &Self::#name);),
+                    _ => quote!(ws.avg_pool(#x, #y, &Self::#name);),
                 }
             }
             Op::GlobalAvgPool => {
@@ -144,7 +144,7 @@ fn const_name(layer: &str, id: NodeId, used: &mut HashSet<String>) -> Ident {
 fn emit_conv(params: &ParamIndex, id: NodeId, x: &proc_macro2::Literal, y: &proc_macro2::Literal, spec: &Ident) -> TokenStream {
     let weight = params.weight(id);
     let bias = params.optional(id, ParamRole::Bias);
-    quote!(ws.conv(#x, #y, &#spec, #weight, #bias);)
+    quote!(ws.conv(#x, #y, &Self::#spec, #weight, #bias);)
 }
 
 fn emit_batch_norm(

@@ -1,0 +1,48 @@
+//! `forward_into` allocates nothing once its workspace is sized (a counting allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use resnetc::runtime::ndarray::Array4;
+use resnetc::runtime::Workspace;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+resnetc::resnet!(CifarResnet20 = "specs/cifar_resnet20.resnet");
+
+#[test]
+fn steady_state_forward_allocates_nothing() {
+    let model = CifarResnet20::random(5);
+    let x = Array4::<f32>::from_elem((2, 3, 32, 32), 0.25);
+    let mut ws = Workspace::new();
+    let first = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]];
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]];
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(first, again);
+    assert_eq!(after - before, 0, "allocations in a steady-state forward_into");
+    // A smaller batch reuses the buffers too.
+    let small = Array4::<f32>::from_elem((1, 3, 32, 32), 0.25);
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    model.forward_into(small.view(), &mut ws).unwrap();
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0);
+}

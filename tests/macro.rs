@@ -1,0 +1,125 @@
+//! The `resnet!` macro: a spec file and an inline spec, against the reference interpreter
+//! and the PyTorch fixture.
+
+use std::path::Path;
+
+use resnetc::compiler::{compile, compile_file, interp, Options, Source};
+use resnetc::runtime::ndarray::Array4;
+use resnetc::runtime::{io, LoadOptions, WeightFile, Weights, Workspace};
+
+resnetc::resnet!(CifarResnet20 = "specs/cifar_resnet20.resnet");
+resnetc::resnet!(Pets = "specs/resnet18.resnet", set(classes = 37), input_shape = [3, 64, 80]);
+
+const TINY: &str = "
+network tiny(classes = 3) {
+    input [2, 9, 7]
+    conv1: conv(4, k = 3, s = 2, p = 1, bias = true)
+    bn1: bn
+    relu6
+    layer1: stage(down, 8, blocks = 2, stride = 2)
+    maxpool(k = 2, s = 1, p = 1, ceil = true)
+    avgpool(k = 2, s = 1, p = 1, count_include_pad = false)
+    global_avgpool
+    fc: linear(classes)
+    softmax
+}
+block down(c, stride = 1) {
+    conv1: conv(c, k = 3, s = stride, p = 1, groups = 2)
+    bn1: bn
+    silu
+    conv2: conv(c, k = 1)
+    shortcut: pad
+    gelu
+}
+";
+
+// The same network, inline (the text above and this must stay equal).
+resnetc::resnet! {
+    network tiny(classes = 3) {
+        input [2, 9, 7]
+        conv1: conv(4, k = 3, s = 2, p = 1, bias = true)
+        bn1: bn
+        relu6
+        layer1: stage(down, 8, blocks = 2, stride = 2)
+        maxpool(k = 2, s = 1, p = 1, ceil = true)
+        avgpool(k = 2, s = 1, p = 1, count_include_pad = false)
+        global_avgpool
+        fc: linear(classes)
+        softmax
+    }
+    block down(c, stride = 1) {
+        conv1: conv(c, k = 3, s = stride, p = 1, groups = 2)
+        bn1: bn
+        silu
+        conv2: conv(c, k = 1)
+        shortcut: pad
+        gelu
+    }
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn max_diff(a: &resnetc::runtime::ndarray::Array2<f32>, b: &resnetc::runtime::ndarray::Array2<f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter().zip(b.iter()).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+#[test]
+fn macro_model_matches_the_interpreter_and_pytorch() {
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let model = CifarResnet20::load(fx.join("weights.safetensors")).unwrap();
+    let x = io::read_nchw(&fx.join("io.safetensors"), "input").unwrap();
+    let ours = model.forward(x.view()).unwrap();
+    let g = compile_file(&root().join("specs/cifar_resnet20.resnet"), &Options::default()).unwrap();
+    let w =
+        WeightFile::open(&fx.join("weights.safetensors")).unwrap().load(&interp::expected_weights(&g), &LoadOptions::default()).unwrap();
+    let oracle = interp::forward(&g, &w, x.view()).unwrap();
+    assert!(max_diff(&ours, &oracle) <= 1e-5, "{}", max_diff(&ours, &oracle));
+    let torch = io::read_any(&fx.join("io.safetensors"), "output").unwrap().into_dimensionality().unwrap();
+    assert!(max_diff(&ours, &torch) <= 1e-4);
+}
+
+#[test]
+fn inline_macro_matches_the_interpreter() {
+    let g = compile(&Source::inline("tiny.resnet", TINY), &Options::default()).unwrap();
+    assert_eq!(Tiny::WEIGHTS.len(), g.params().count());
+    let w = Weights::random(&interp::expected_weights(&g), 11);
+    let model = Tiny::random(11);
+    let x = Array4::from_shape_fn((3, 2, 9, 7), |(n, c, h, w)| ((n * 31 + c * 17 + h * 5 + w) % 13) as f32 / 6.0 - 1.0);
+    let oracle = interp::forward(&g, &w, x.view()).unwrap();
+    let ours = model.forward(x.view()).unwrap();
+    assert!(max_diff(&ours, &oracle) <= 1e-5, "{}", max_diff(&ours, &oracle));
+    // Softmax rows sum to one.
+    assert!(ours.rows().into_iter().all(|r| (r.sum() - 1.0).abs() < 1e-5));
+}
+
+#[test]
+fn options_reach_the_macro() {
+    assert_eq!(Pets::INPUT_SHAPE, [3, 64, 80]);
+    assert_eq!(Pets::OUTPUT_FEATURES, 37);
+    let model = Pets::random(1);
+    let y = model.forward(Array4::<f32>::zeros((1, 3, 64, 80)).view()).unwrap();
+    assert_eq!(y.dim(), (1, 37));
+}
+
+#[test]
+fn forward_into_reuses_the_workspace_and_checks_shapes() {
+    let model = Tiny::random(3);
+    let mut ws = Workspace::new();
+    let x = Array4::<f32>::from_elem((2, 2, 9, 7), 0.5);
+    let first = model.forward_into(x.view(), &mut ws).unwrap().to_owned();
+    let bytes = ws.bytes();
+    let again = model.forward_into(x.view(), &mut ws).unwrap().to_owned();
+    assert_eq!(first, again);
+    assert_eq!(ws.bytes(), bytes);
+    let e = model.forward(Array4::<f32>::zeros((1, 3, 9, 7)).view()).unwrap_err();
+    assert_eq!(e.to_string(), "input has shape [1, 3, 9, 7], expected [N, 2, 9, 7] (any batch N >= 1)");
+}
+
+#[test]
+fn spec_errors_are_compile_errors() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

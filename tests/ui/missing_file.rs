@@ -1,0 +1,3 @@
+resnetc::resnet!(Missing = "specs/no_such_spec.resnet");
+
+fn main() {}
