@@ -118,3 +118,19 @@ fn help_explains_each_command() {
     let (_, out, _) = resnetc(&["summary", "--help"]);
     assert!(out.contains("--set") && out.contains("--input-shape") && out.contains("--format"), "{out}");
 }
+
+#[test]
+fn run_builds_and_runs_a_stock_spec_with_defaults() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-cache");
+    let (code, out, err) = resnetc(&["run", "specs/cifar_resnet20.resnet", "--cache", cache.to_str().unwrap(), "--top", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("seeded random weights"), "{err}");
+    assert!(out.contains("output [1, 10] in "), "{out}");
+    assert!(out.contains("row 0: top "), "{out}");
+    // The second run uses the cache and gives the same answer.
+    let (code, out2, err2) = resnetc(&["run", "specs/cifar_resnet20.resnet", "--cache", cache.to_str().unwrap(), "--top", "3"]);
+    assert_eq!(code, 0, "{err2}");
+    assert!(err2.contains("using the cached build"), "{err2}");
+    let top = |s: &str| s.lines().find(|l| l.contains("row 0")).map(str::to_string);
+    assert_eq!(top(&out), top(&out2));
+}

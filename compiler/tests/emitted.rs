@@ -35,8 +35,9 @@ fn build(spec_name: &str, dir: &Path) -> PathBuf {
 }
 
 fn build_at(dir: &Path) -> PathBuf {
+    // Only the `infer` binary: its name is shared in the common target directory.
     let out = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .args(["build", "--release", "--quiet", "--bin", "infer", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir())
         .output()
@@ -85,6 +86,8 @@ fn emitted_crates_match_pytorch() {
             check(&format!("{spec_name} ({threads} threads)"), &y, &fx.join(dir).join("io.safetensors"));
         }
     }
+    image_input_is_preprocessed_as_imagenet(&work);
+
     // The digits model: identical predictions on the 360 test images.
     let exe = build("digits_resnet8", &work.join("digits_resnet8"));
     let io = fx.join("digits/resnet8_io.safetensors");
@@ -102,6 +105,80 @@ fn emitted_crates_match_pytorch() {
     infer(&exe, &d.join("weights.safetensors"), &d.join("io.safetensors"), &y, 1);
     check("cifar_resnet20 (copied crate)", &y, &d.join("io.safetensors"));
     std::fs::remove_dir_all(&copy).ok();
+}
+
+/// `infer --image` on a one-colour PNG equals `infer --input` on the tensor ImageNet
+/// preprocessing gives for that colour: (v / 255 - mean) / std in every pixel.
+fn image_input_is_preprocessed_as_imagenet(work: &Path) {
+    let exe = work.join("cifar_resnet20/infer-bin");
+    let png = work.join("colour.png");
+    std::fs::write(&png, solid_png(50, 40, [200, 100, 50])).unwrap();
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let want = ndarray::Array4::from_shape_fn((1, 3, 32, 32), |(_, c, _, _)| ([200.0f32, 100.0, 50.0][c] / 255.0 - mean[c]) / std[c]);
+    let x = work.join("colour-input.safetensors");
+    resnetc_runtime::io::write(&x, &[("input", &want.into_dyn())]).unwrap();
+    let w = fixtures().join("cifar_resnet20/weights.safetensors");
+    let (ya, yb) = (work.join("colour-a.safetensors"), work.join("colour-b.safetensors"));
+    infer(&exe, &w, &x, &ya, 1);
+    let out = Command::new(&exe)
+        .args(["--weights", w.to_str().unwrap(), "--image", png.to_str().unwrap(), "--output", yb.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (resnetc_runtime::io::read_any(&ya, "output").unwrap(), resnetc_runtime::io::read_any(&yb, "output").unwrap());
+    let err = a.iter().zip(b.iter()).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(err < 1e-5, "--image and the preprocessed tensor disagree by {err}");
+}
+
+/// An uncompressed RGB PNG of one colour (stored deflate blocks).
+fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    }
+    let mut raw = Vec::new();
+    for _ in 0..height {
+        raw.push(0); // filter: none
+        for _ in 0..width {
+            raw.extend(rgb);
+        }
+    }
+    let mut z = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        z.push(u8::from(i + 1 == blocks.len()));
+        z.extend((b.len() as u16).to_le_bytes());
+        z.extend((!(b.len() as u16)).to_le_bytes());
+        z.extend(*b);
+    }
+    let (mut s1, mut s2) = (1u32, 0u32);
+    for &b in &raw {
+        s1 = (s1 + u32::from(b)) % 65_521;
+        s2 = (s2 + s1) % 65_521;
+    }
+    z.extend(((s2 << 16) | s1).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &z);
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -54,6 +54,8 @@ publish = false
 
 [dependencies]
 resnetc-runtime = {{ path = "runtime" }}
+# Decoding JPEG and PNG for `infer --image`.
+image = {{ version = "0.25", default-features = false, features = ["jpeg", "png"] }}
 
 [[bin]]
 name = "infer"
