@@ -3,11 +3,13 @@
 //! It is the oracle every optimisation and the generated code are checked against, so it
 //! stays direct: one kernel call per node, every value kept.
 
+use std::collections::HashMap;
+
 use ndarray::{Array2, Array4, ArrayView4};
 use resnetc_runtime::kernels::{self, Activation, Conv2dParams, PoolParams};
 use resnetc_runtime::Weights;
 
-use crate::ir::{Act, Graph, NodeId, Op, ParamRole};
+use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Transform};
 
 /// Why a graph could not run.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -19,6 +21,25 @@ pub enum InterpError {
 /// Every `state_dict` key the graph reads, with its shape: what a weight file must hold.
 pub fn expected_weights(graph: &Graph) -> Vec<(String, Vec<usize>)> {
     graph.params().map(|p| (p.key.clone(), p.shape.clone())).collect()
+}
+
+/// Applies the graph's load-time transforms to the file's tensors: the derived tensors.
+pub fn derive_weights(graph: &Graph, weights: &Weights) -> HashMap<String, Vec<f32>> {
+    let mut derived: HashMap<String, Vec<f32>> = HashMap::new();
+    for t in &graph.transforms {
+        let get = |k: &str, d: &HashMap<String, Vec<f32>>| d.get(k).cloned().unwrap_or_else(|| weights.data(k).to_vec());
+        match t {
+            Transform::FoldBn { weight, bias, bn, eps, out_weight, out_bias } => {
+                let w = get(weight, &derived);
+                let b = bias.as_deref().map(|k| get(k, &derived));
+                let bn = bn.clone().map(|k| get(&k, &derived));
+                let (fw, fb) = kernels::fold_batch_norm(&w, b.as_deref(), [&bn[0], &bn[1], &bn[2], &bn[3]], *eps);
+                derived.insert(out_weight.clone(), fw);
+                derived.insert(out_bias.clone(), fb);
+            }
+        }
+    }
+    derived
 }
 
 /// The values of one run, by node.
@@ -53,17 +74,30 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
     if (c, h, w) != (s.c, s.h, s.w) || n == 0 {
         return Err(InterpError::InputShape { expected: [s.c, s.h, s.w], found: [n, c, h, w] });
     }
+    let derived = derive_weights(graph, weights);
     let mut values: Vec<Array4<f32>> = Vec::with_capacity(graph.nodes.len());
     for id in graph.ids() {
         let node = graph.node(id);
         let x = |i: usize| values[node.inputs[i].index()].view();
-        let param = |role: ParamRole| node.params.iter().find(|p| p.role == role).map(|p| weights.data(&p.key));
+        let param = |role: ParamRole| {
+            node.params.iter().find(|p| p.role == role).map(|p| derived.get(&p.key).map_or_else(|| weights.data(&p.key), Vec::as_slice))
+        };
         let weight = || param(ParamRole::Weight).expect("invariant: the op has a weight slot");
         let y = match &node.op {
             Op::Input => input.to_owned(),
             Op::Conv2d(cv) => {
                 let p = Conv2dParams { stride: cv.stride, padding: cv.padding, dilation: cv.dilation, groups: cv.groups };
-                kernels::conv2d(x(0), weight(), cv.out_channels, cv.kernel, param(ParamRole::Bias), p)
+                let residual = cv.residual.then(|| x(1));
+                kernels::conv2d_fused(
+                    x(0),
+                    weight(),
+                    cv.out_channels,
+                    cv.kernel,
+                    param(ParamRole::Bias),
+                    p,
+                    residual,
+                    cv.act.map(activation),
+                )
             }
             Op::BatchNorm { eps } => {
                 let get = |r| param(r).expect("invariant: batch norm has four slots");

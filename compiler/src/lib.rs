@@ -11,19 +11,33 @@ pub mod frontend;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod passes;
 pub mod report;
 pub mod syntax;
 
 pub use diag::{CompileError, Diagnostic};
 pub use frontend::Source;
 
-/// What a user can set from outside the spec: network parameters and the input shape.
-#[derive(Debug, Clone, Default)]
+/// What a user can set from outside the spec: network parameters, the input shape, and
+/// which optimisation passes run.
+#[derive(Debug, Clone)]
 pub struct Options {
     /// `--set NAME=VALUE` pairs; the last one for a name wins.
     pub sets: Vec<(String, String)>,
     /// `--input-shape C,H,W`, overriding the spec's `input`.
     pub input_shape: Option<[usize; 3]>,
+    /// `-O0` (no passes) or `-O2` (all; the default). Other values count as 2.
+    pub opt_level: u8,
+    /// `--passes a,b,c`: exactly these passes (overrides `opt_level`).
+    pub passes: Option<Vec<String>>,
+    /// Stop after this pass (`lower` for none): `resnetc graph --after PASS`.
+    pub stop_after: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { sets: vec![], input_shape: None, opt_level: 2, passes: None, stop_after: None }
+    }
 }
 
 impl Options {
@@ -32,6 +46,25 @@ impl Options {
         match text.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
             _ => Err(format!("expected NAME=VALUE, found `{text}`")),
+        }
+    }
+
+    /// The passes these options select.
+    pub fn selection(&self) -> passes::Selection {
+        match (&self.passes, self.opt_level) {
+            (Some(list), _) => passes::Selection::Only(list.clone()),
+            (None, 0) => passes::Selection::None,
+            (None, _) => passes::Selection::All,
+        }
+    }
+
+    /// Whether the memory plan is among the selected passes (else every value gets its own
+    /// region in the generated code).
+    pub fn plans_memory(&self) -> bool {
+        match self.selection() {
+            passes::Selection::None => false,
+            passes::Selection::All => true,
+            passes::Selection::Only(list) => list.iter().any(|p| p == "memory_plan"),
         }
     }
 
@@ -60,11 +93,14 @@ pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(ir::G
         diagnostics = lower_diags;
     }
     match graph {
-        Some(g) if diagnostics.is_empty() => {
+        Some(mut g) if diagnostics.is_empty() => {
             if let Err(e) = g.verify() {
                 panic!("invariant: lowering produced an invalid graph: {e}");
             }
-            Ok((g, program.sources))
+            match passes::run(&mut g, &options.selection(), options.stop_after.as_deref()) {
+                Ok(_) => Ok((g, program.sources)),
+                Err(msg) => Err(CompileError { diagnostics: vec![Diagnostic::global(msg)], sources: program.sources }),
+            }
         }
         _ => Err(CompileError { diagnostics, sources: program.sources }),
     }

@@ -23,11 +23,23 @@ pub struct Summary {
     pub input: [usize; 4],
     pub total_params: usize,
     pub total_macs: u64,
+    /// Kernel calls a forward pass makes (every node but the input).
+    pub kernels: usize,
+    /// Of which convolutions.
+    pub convs: usize,
+    /// The arena the generated code uses at this batch, in bytes (the memory plan's peak).
+    pub arena_peak_bytes: usize,
+    /// The largest total of values alive at one point, in bytes: no plan can use less.
+    pub liveness_lower_bound_bytes: usize,
+    /// Load-time weight transforms (batch norms folded).
+    pub weight_transforms: usize,
     pub layers: Vec<LayerRow>,
 }
 
 impl Summary {
-    pub fn new(graph: &Graph, batch: usize) -> Summary {
+    /// The summary at `batch`; `reuse_memory` as the memory plan runs (or not).
+    pub fn new(graph: &Graph, batch: usize, reuse_memory: bool) -> Summary {
+        let plan = crate::passes::memory_plan::plan(graph, reuse_memory);
         let layers = graph
             .ids()
             .skip(1)
@@ -49,6 +61,11 @@ impl Summary {
             input: [batch, i.c, i.h, i.w],
             total_params: graph.param_count(),
             total_macs: graph.macs() * batch as u64,
+            kernels: graph.kernel_count(),
+            convs: graph.nodes.iter().filter(|n| matches!(n.op, crate::ir::Op::Conv2d(_))).count(),
+            arena_peak_bytes: plan.arena * batch * 4,
+            liveness_lower_bound_bytes: plan.lower_bound * batch * 4,
+            weight_transforms: graph.transforms.len(),
             layers,
         }
     }
@@ -77,6 +94,16 @@ impl Summary {
             group(self.total_macs),
             self.total_macs as f64 / 1e9,
             self.batch
+        ));
+        out.push_str(&format!(
+            "kernels:      {} ({} convolutions), {} load-time weight transforms\n",
+            self.kernels, self.convs, self.weight_transforms
+        ));
+        out.push_str(&format!(
+            "memory:       arena peak {:.2} MiB, liveness lower bound {:.2} MiB ({:.3}x)\n",
+            self.arena_peak_bytes as f64 / 1048576.0,
+            self.liveness_lower_bound_bytes as f64 / 1048576.0,
+            self.arena_peak_bytes as f64 / self.liveness_lower_bound_bytes.max(1) as f64
         ));
         out
     }

@@ -41,9 +41,14 @@ fn set_and_input_shape_apply_to_every_command() {
     let (code, out, err) = resnetc(&["params", "specs/resnet18.resnet", "--set", "classes=37"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("fc.weight [37, 512]"), "{out}");
-    let (code, out, _) = resnetc(&["graph", "specs/resnet18.resnet", "--input-shape", "3,160,200"]);
+    let (code, out, _) = resnetc(&["graph", "specs/resnet18.resnet", "--input-shape", "3,160,200", "-O0"]);
     assert_eq!(code, 0);
     assert!(out.contains("layer4.1.relu = relu(%") && out.contains("-> [512, 5, 7]"), "{out}");
+    // At -O2 (the default) that relu is fused into the last conv's epilogue.
+    let (_, out, _) = resnetc(&["graph", "specs/resnet18.resnet", "--input-shape", "3,160,200"]);
+    assert!(out.contains("layer4.1.conv2 = conv2d(") && out.contains("+residual, relu) -> [512, 5, 7]"), "{out}");
+    let (_, out, _) = resnetc(&["graph", "specs/resnet18.resnet", "--after", "fold_bn"]);
+    assert!(out.contains("layer1.0.relu = relu(") && !out.contains("batch_norm"), "{out}");
     let (code, _, err) = resnetc(&["summary", "specs/resnet18.resnet", "--set", "klasses=3"]);
     assert_eq!(code, 1);
     assert!(err.contains("no parameter `klasses`") && err.contains("`classes`"), "{err}");

@@ -109,7 +109,7 @@ fn every_stock_network_compiles_and_is_short() {
 
 #[test]
 fn rectangular_inputs_and_set_parameters() {
-    let opts = Options { sets: vec![("classes".into(), "37".into())], input_shape: Some([3, 160, 200]) };
+    let opts = Options { sets: vec![("classes".into(), "37".into())], input_shape: Some([3, 160, 200]), ..Options::default() };
     let g = spec_with("resnet50", &opts);
     assert_eq!(g.output_shape().c, 37);
     let layer4 = g.marks.iter().find(|m| m.name == "layer4").unwrap();
@@ -120,7 +120,7 @@ fn rectangular_inputs_and_set_parameters() {
 
 #[test]
 fn an_unknown_set_is_an_error() {
-    let opts = Options { sets: vec![("clases".into(), "37".into())], input_shape: None };
+    let opts = Options { sets: vec![("clases".into(), "37".into())], ..Options::default() };
     let e = compile_file(&root().join("specs/resnet18.resnet"), &opts).unwrap_err();
     let text = e.render();
     assert!(text.contains("no parameter `clases`"), "{text}");
@@ -129,8 +129,9 @@ fn an_unknown_set_is_an_error() {
 
 #[test]
 fn ir_dump_snapshots() {
+    // The graph as lowered (before any pass); see passes.rs for the graph after each pass.
     for name in ["resnet18", "cifar_resnet20"] {
-        insta::assert_snapshot!(format!("ir_{name}"), spec(name).dump());
+        insta::assert_snapshot!(format!("ir_{name}"), spec_with(name, &Options { opt_level: 0, ..Options::default() }).dump());
     }
 }
 
@@ -153,7 +154,7 @@ fn resnet50d_uses_timm_names() {
 
 #[test]
 fn preact_blocks_branch_after_the_first_activation() {
-    let g = spec("preact_resnet18");
+    let g = spec_with("preact_resnet18", &Options { opt_level: 0, ..Options::default() });
     let sc = g.nodes.iter().find(|n| n.name == "layer2.0.shortcut.0").expect("projection conv");
     let from = g.node(sc.inputs[0]);
     assert_eq!(from.name, "layer2.0.pre");

@@ -121,6 +121,7 @@ fn generate(graph: &resnetc_compiler::ir::Graph, type_name: &str, spec_name: &st
         spec_name: spec_name.to_string(),
         runtime: quote!(::resnetc::runtime),
         comments: false,
+        reuse_memory: true,
     };
     codegen::generate(graph, &opts)
 }

@@ -22,6 +22,16 @@ pub fn load_table(file: &WeightFile, table: &[(&str, &[usize])], opts: &LoadOpti
     Ok(expected.iter().map(|(k, _)| w.take(k)).collect())
 }
 
+/// Applies batch-norm folds in order: each row (weight, bias, [gamma, beta, mean, var], eps)
+/// indexes `w` and appends the folded weight and bias to it.
+pub fn fold_all(w: &mut Vec<Vec<f32>>, folds: &[(usize, Option<usize>, [usize; 4], f32)]) {
+    for &(wt, bias, bn, eps) in folds {
+        let (fw, fb) = crate::kernels::fold_batch_norm(&w[wt], bias.map(|b| w[b].as_slice()), bn.map(|i| w[i].as_slice()), eps);
+        w.push(fw);
+        w.push(fb);
+    }
+}
+
 /// Seeded random weights for `table`, in table order (see [`Weights::random`]).
 pub fn random_table(table: &[(&str, &[usize])], seed: u64) -> Vec<Vec<f32>> {
     let expected = owned(table);
@@ -33,10 +43,12 @@ fn owned(table: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
     table.iter().map(|(k, s)| (k.to_string(), s.to_vec())).collect()
 }
 
-/// Buffers for every value of a model's graph, reused from one forward pass to the next.
+/// One arena holding every value of a model's graph at the offsets of the compiler's memory
+/// plan, reused from one forward pass to the next.
 #[derive(Debug, Default)]
 pub struct Workspace {
-    bufs: Vec<Vec<f32>>,
+    arena: Vec<f32>,
+    offsets: Vec<usize>,
     lens: Vec<usize>,
     scratch: Vec<f32>,
     n: usize,
@@ -47,43 +59,65 @@ impl Workspace {
         Workspace::default()
     }
 
-    /// Checks `input` against `shape`, sizes the buffers for its batch (value `i` holds
-    /// `N * lens[i]` floats; buffers only ever grow) and copies the input into value 0.
-    /// Returns the batch size N.
-    pub fn begin(&mut self, input: ArrayView4<f32>, shape: [usize; 3], lens: &[usize], scratch: usize) -> Result<usize, ModelError> {
+    /// Checks `input` against `shape`, sizes the arena for its batch (value `i` lives at
+    /// `N * offsets[i]`, `N * lens[i]` floats; the arena only ever grows), and copies the
+    /// input into value 0. Returns the batch size N.
+    pub fn begin(
+        &mut self,
+        input: ArrayView4<f32>,
+        shape: [usize; 3],
+        offsets: &[usize],
+        lens: &[usize],
+        arena: usize,
+        scratch: usize,
+    ) -> Result<usize, ModelError> {
         let (n, c, h, w) = input.dim();
         if [c, h, w] != shape || n == 0 {
             return Err(ModelError::InputShape { expected: shape, found: [n, c, h, w] });
         }
-        if self.bufs.len() != lens.len() || self.lens != lens {
-            self.bufs = vec![Vec::new(); lens.len()];
+        debug_assert_eq!(offsets.len(), lens.len());
+        if self.offsets != offsets || self.lens != lens {
+            self.offsets = offsets.to_vec();
             self.lens = lens.to_vec();
         }
-        for (b, &len) in self.bufs.iter_mut().zip(lens) {
-            if b.len() < n * len {
-                b.resize(n * len, 0.0);
-            }
+        if self.arena.len() < n * arena {
+            self.arena.resize(n * arena, 0.0);
         }
         if self.scratch.len() < scratch {
             self.scratch.resize(scratch, 0.0);
         }
         self.n = n;
+        let (start, end) = self.region(0);
+        let dst = &mut self.arena[start..end];
         match input.as_slice() {
-            Some(s) => self.bufs[0][..s.len()].copy_from_slice(s),
-            None => self.bufs[0].iter_mut().zip(input.iter()).for_each(|(d, s)| *d = *s),
+            Some(s) => dst.copy_from_slice(s),
+            None => dst.iter_mut().zip(input.iter()).for_each(|(d, s)| *d = *s),
         }
         Ok(n)
     }
 
+    /// Where value `id` lives for the current batch.
+    fn region(&self, id: usize) -> (usize, usize) {
+        (self.n * self.offsets[id], self.n * (self.offsets[id] + self.lens[id]))
+    }
+
     /// The buffers of one step: the inputs (read), the output (written) and the scratch.
-    /// Every input must come before the output (the graph is in topological order).
+    /// The plan guarantees that the output's region is disjoint from the inputs'.
     pub fn step<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32]) {
-        debug_assert!(inputs.iter().all(|&i| i < out), "invariant: operands come before their user");
-        let n = self.n;
-        let (lo, hi) = self.bufs.split_at_mut(out);
-        let lens = &self.lens;
-        let ins = inputs.map(|i| &lo[i][..n * lens[i]]);
-        (ins, &mut hi[0][..n * lens[out]], &mut self.scratch)
+        let (o0, o1) = self.region(out);
+        let regions = inputs.map(|i| self.region(i));
+        let (left, rest) = self.arena.split_at_mut(o0);
+        let (y, right) = rest.split_at_mut(o1 - o0);
+        let (left, right): (&[f32], &[f32]) = (left, right);
+        let ins = regions.map(|(a, b)| {
+            if b <= o0 {
+                &left[a..b]
+            } else {
+                assert!(a >= o1, "invariant: the memory plan keeps a step's input and output apart");
+                &right[a - o1..b - o1]
+            }
+        });
+        (ins, y, &mut self.scratch)
     }
 
     /// The batch size of the current pass.
@@ -98,12 +132,12 @@ impl Workspace {
 
     /// Value `id` as [N, features].
     pub fn output(&self, id: usize) -> ArrayView2<'_, f32> {
-        let len = self.lens[id];
-        ArrayView2::from_shape((self.n, len), &self.bufs[id][..self.n * len]).expect("invariant: the buffer holds N values")
+        let (a, b) = self.region(id);
+        ArrayView2::from_shape((self.n, self.lens[id]), &self.arena[a..b]).expect("invariant: the region holds N values")
     }
 
-    /// Bytes held by the buffers.
+    /// Bytes held by the arena and the scratch.
     pub fn bytes(&self) -> usize {
-        (self.bufs.iter().map(Vec::capacity).sum::<usize>() + self.scratch.capacity()) * 4
+        (self.arena.capacity() + self.scratch.capacity()) * 4
     }
 }

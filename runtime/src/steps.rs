@@ -2,16 +2,17 @@
 //! node index, writes one, and calls the kernel with the static shapes the compiler put in
 //! its descriptor.
 
-use crate::kernels::{self, Activation, Conv2dParams, PoolParams};
+use crate::kernels::{self, Activation, Conv2dParams, Epilogue, PoolParams};
 use crate::model::Workspace;
 
-/// A convolution with its static input shape.
+/// A convolution with its static input shape and the activation of its epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvSpec {
     pub input: [usize; 3],
     pub out_channels: usize,
     pub kernel: usize,
     pub params: Conv2dParams,
+    pub act: Option<Activation>,
 }
 
 impl ConvSpec {
@@ -26,7 +27,12 @@ impl ConvSpec {
         dilation: usize,
         groups: usize,
     ) -> Self {
-        ConvSpec { input, out_channels, kernel, params: Conv2dParams { stride, padding, dilation, groups } }
+        ConvSpec { input, out_channels, kernel, params: Conv2dParams { stride, padding, dilation, groups }, act: None }
+    }
+
+    /// The same convolution followed by `act` (fused).
+    pub const fn then(self, act: Activation) -> Self {
+        ConvSpec { act: Some(act), ..self }
     }
 }
 
@@ -49,11 +55,21 @@ fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
 }
 
 impl Workspace {
-    /// Value `y` = conv(value `x`).
+    /// Value `y` = act(conv(value `x`) + bias), the activation being the spec's, if any.
     pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &[f32], bias: Option<&[f32]>) {
         let n = self.batch();
         let ([x], y, scratch) = self.step([x], y);
-        kernels::conv2d_into(x, dims(n, spec.input), weight, spec.out_channels, spec.kernel, bias, spec.params, scratch, y);
+        let e = Epilogue { residual: None, act: spec.act };
+        kernels::conv2d_into(x, dims(n, spec.input), weight, spec.out_channels, spec.kernel, bias, spec.params, scratch, e, y);
+    }
+
+    /// Value `y` = act(conv(value `x`) + bias + value `residual`): a convolution with the
+    /// residual add fused into its epilogue.
+    pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &[f32], bias: Option<&[f32]>) {
+        let n = self.batch();
+        let ([x, r], y, scratch) = self.step([x, residual], y);
+        let e = Epilogue { residual: Some(r), act: spec.act };
+        kernels::conv2d_into(x, dims(n, spec.input), weight, spec.out_channels, spec.kernel, bias, spec.params, scratch, e, y);
     }
 
     /// Value `y` = batch norm of value `x` ([N, `channels`, ...]); `p` = weight, bias,

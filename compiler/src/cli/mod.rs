@@ -60,12 +60,32 @@ pub(crate) struct SpecArgs {
     /// Override the input shape, e.g. `--input-shape 3,160,200`.
     #[arg(long, value_name = "C,H,W", value_parser = Options::parse_input_shape)]
     input_shape: Option<[usize; 3]>,
+    /// Optimisation level: -O0 runs no pass, -O2 (the default) runs them all
+    /// (fold_bn, fuse, dce, memory_plan).
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    opt_level: u8,
+    /// Run exactly these passes, e.g. `--passes fold_bn,fuse` (in pipeline order).
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    passes: Option<Vec<String>>,
 }
 
 impl SpecArgs {
+    pub(crate) fn options(&self) -> Options {
+        Options {
+            sets: self.sets.clone(),
+            input_shape: self.input_shape,
+            opt_level: self.opt_level,
+            passes: self.passes.clone(),
+            stop_after: None,
+        }
+    }
+
     /// Compiles the spec, printing diagnostics on failure.
     pub(crate) fn compile(&self) -> Result<Graph, ExitCode> {
-        let opts = Options { sets: self.sets.clone(), input_shape: self.input_shape };
+        self.compile_with(self.options())
+    }
+
+    pub(crate) fn compile_with(&self, opts: Options) -> Result<Graph, ExitCode> {
         compile_file(&self.spec, &opts).map_err(|e| report_error(&e))
     }
 }
@@ -95,6 +115,9 @@ struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     format: GraphFormat,
+    /// Show the graph after this pass (`lower` for the graph before any pass).
+    #[arg(long, value_name = "PASS")]
+    after: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,7 +143,7 @@ pub fn main() -> ExitCode {
                 eprintln!("error: --batch must be at least 1");
                 return Err(ExitCode::from(2));
             }
-            let s = report::Summary::new(&g, a.batch);
+            let s = report::Summary::new(&g, a.batch, a.spec.options().plans_memory());
             match a.format {
                 SummaryFormat::Table => print!("{}", s.to_table()),
                 SummaryFormat::Json => println!("{}", s.to_json()),
@@ -128,7 +151,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }),
         Command::Params(spec) => spec.compile().map(|g| print!("{}", report::params_listing(&g))),
-        Command::Graph(a) => a.spec.compile().map(|g| match a.format {
+        Command::Graph(a) => a.spec.compile_with(Options { stop_after: a.after.clone(), ..a.spec.options() }).map(|g| match a.format {
             GraphFormat::Text => print!("{}", g.dump()),
             GraphFormat::Dot => print!("{}", g.to_dot()),
         }),

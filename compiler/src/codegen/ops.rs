@@ -3,13 +3,13 @@
 //! Convolutions and pools get a named descriptor constant (`LAYER1_0_CONV1`) holding their
 //! static shapes; every node becomes one `ws.<op>(...)` line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 
 use super::{comment, usize_lit, CodegenOptions};
-use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool};
+use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool, Transform};
 
 /// The scratch floats the largest convolution needs.
 pub(super) fn scratch_len(graph: &Graph) -> usize {
@@ -26,17 +26,30 @@ pub(super) fn scratch_len(graph: &Graph) -> usize {
         .unwrap_or(0)
 }
 
-/// Index of each parameter slot in the `WEIGHTS` table.
+/// Where each tensor lives in the model's `w`: the file's tensors (`WEIGHTS` order), then
+/// the derived ones in transform order.
+fn tensor_indices(graph: &Graph) -> HashMap<String, usize> {
+    graph.params().map(|p| p.key.clone()).chain(graph.derived().into_iter().map(|p| p.key)).enumerate().map(|(i, k)| (k, i)).collect()
+}
+
+/// Index of each node's parameter slots in the model's `w`.
 struct ParamIndex(Vec<Vec<(ParamRole, usize)>>);
 
 impl ParamIndex {
     fn new(graph: &Graph) -> ParamIndex {
-        let mut next = 0;
-        let mut index = |_| {
-            next += 1;
-            next - 1
-        };
-        ParamIndex(graph.nodes.iter().map(|n| n.params.iter().map(|p| (p.role, index(()))).collect()).collect())
+        let index = tensor_indices(graph);
+        ParamIndex(
+            graph
+                .nodes
+                .iter()
+                .map(|n| {
+                    n.params
+                        .iter()
+                        .map(|p| (p.role, *index.get(&p.key).expect("invariant: every tensor a node reads is declared")))
+                        .collect()
+                })
+                .collect(),
+        )
     }
 
     /// `&w[i]` for a node's slot, if it has one.
@@ -68,7 +81,6 @@ pub(super) struct Emitted {
 /// Emits every node, in order.
 pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
     let params = ParamIndex::new(graph);
-    let rt = &opts.runtime;
     let mut names = HashSet::new();
     let mut consts = Vec::new();
     let mut steps = Vec::new();
@@ -84,15 +96,26 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
         let mut descriptor = |value: TokenStream, ty: TokenStream| {
             let name = const_name(&node.name, id, &mut names);
             let doc = format!(" `{}`: {} {} -> {}", node.name, node.op.kind(), node.op.attrs(), node.shape);
-            consts.push(quote! { #[doc = #doc] const #name: #rt::#ty = #value; });
+            consts.push(quote! { #[doc = #doc] const #name: #ty = #value; });
             name
         };
         let step = match &node.op {
             Op::Input => unreachable!("invariant: only node 0 is the input"),
             Op::Conv2d(c) => {
                 let [o, k, s, p, d, g] = [c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups].map(usize_lit);
-                let name = descriptor(quote!(#rt::ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g)), quote!(ConvSpec));
-                emit_conv(&params, id, &x, &y, &name)
+                let then = c.act.map(|a| {
+                    let a = act_variant(a);
+                    quote!(.then(Activation::#a))
+                });
+                let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then), quote!(ConvSpec));
+                let weight = params.weight(id);
+                let bias = params.optional(id, ParamRole::Bias);
+                if c.residual {
+                    let r = usize_lit(node.inputs[1].index());
+                    quote!(ws.conv_add(#x, #r, #y, &Self::#name, #weight, #bias);)
+                } else {
+                    quote!(ws.conv(#x, #y, &Self::#name, #weight, #bias);)
+                }
             }
             Op::BatchNorm { eps } => emit_batch_norm(&params, id, &x, &y, input.c, *eps),
             Op::Act(a) => emit_act(*a, &x, &y),
@@ -101,7 +124,7 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                 quote!(ws.add(#x, #b, #y);)
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
-                let name = descriptor(pool_value(rt, p, &shape), quote!(PoolSpec));
+                let name = descriptor(pool_value(p, &shape), quote!(PoolSpec));
                 match node.op {
                     Op::MaxPool(_) => quote!(ws.max_pool(#x, #y, &Self::#name);),
                     _ => quote!(ws.avg_pool(#x, #y, &Self::#name);),
@@ -141,12 +164,6 @@ fn const_name(layer: &str, id: NodeId, used: &mut HashSet<String>) -> Ident {
     Ident::new(&s, Span::call_site())
 }
 
-fn emit_conv(params: &ParamIndex, id: NodeId, x: &proc_macro2::Literal, y: &proc_macro2::Literal, spec: &Ident) -> TokenStream {
-    let weight = params.weight(id);
-    let bias = params.optional(id, ParamRole::Bias);
-    quote!(ws.conv(#x, #y, &Self::#spec, #weight, #bias);)
-}
-
 fn emit_batch_norm(
     params: &ParamIndex,
     id: NodeId,
@@ -161,21 +178,52 @@ fn emit_batch_norm(
     quote!(ws.batch_norm(#x, #y, #c, #eps, [#wt, #b, #m, #v]);)
 }
 
-fn emit_act(a: Act, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {
-    let act = match a {
+fn act_variant(a: Act) -> TokenStream {
+    match a {
         Act::Relu => quote!(Relu),
         Act::Relu6 => quote!(Relu6),
         Act::Silu => quote!(Silu),
         Act::Gelu => quote!(Gelu),
         Act::Sigmoid => quote!(Sigmoid),
-    };
+    }
+}
+
+fn emit_act(a: Act, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {
+    let act = act_variant(a);
     quote!(ws.act(#x, #y, Activation::#act);)
 }
 
-fn pool_value(rt: &TokenStream, p: &Pool, shape: &TokenStream) -> TokenStream {
+/// The rows of the generated `FOLDS` table: (weight, bias, [gamma, beta, mean, var], eps)
+/// as indices into `w`; `model::fold_all` appends the results in the order
+/// [`tensor_indices`] expects.
+pub(super) fn emit_folds(graph: &Graph) -> (usize, TokenStream) {
+    let index = tensor_indices(graph);
+    let at = |k: &str| usize_lit(*index.get(k).expect("invariant: a transform reads declared tensors"));
+    let rows: Vec<TokenStream> = graph
+        .transforms
+        .iter()
+        .map(|t| match t {
+            Transform::FoldBn { weight, bias, bn, eps, .. } => {
+                let wt = at(weight);
+                let b = match bias {
+                    Some(b) => {
+                        let b = at(b);
+                        quote!(Some(#b))
+                    }
+                    None => quote!(None),
+                };
+                let [g, be, m, v] = [&bn[0], &bn[1], &bn[2], &bn[3]].map(|k| at(k));
+                quote!((#wt, #b, [#g, #be, #m, #v], #eps))
+            }
+        })
+        .collect();
+    (rows.len(), quote!(#(#rows),*))
+}
+
+fn pool_value(p: &Pool, shape: &TokenStream) -> TokenStream {
     let [k, s, pad] = [p.kernel, p.stride, p.padding].map(usize_lit);
     let (ceil, cip) = (p.ceil_mode, p.count_include_pad);
-    quote!(#rt::PoolSpec::new(#shape, #k, #s, #pad, #ceil, #cip))
+    quote!(PoolSpec::new(#shape, #k, #s, #pad, #ceil, #cip))
 }
 
 fn emit_linear(params: &ParamIndex, id: NodeId, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {

@@ -41,8 +41,8 @@ thiserror = "2"
 const MAIN_TEMPLATE: &str = include_str!("templates/main.rs");
 
 /// The files of an emitted crate, as (relative path, contents).
-pub fn crate_files(graph: &Graph, spec_name: &str, crate_name: &str) -> Vec<(String, String)> {
-    let opts = CodegenOptions::for_crate(graph, spec_name);
+pub fn crate_files(graph: &Graph, spec_name: &str, crate_name: &str, reuse_memory: bool) -> Vec<(String, String)> {
+    let opts = CodegenOptions { reuse_memory, ..CodegenOptions::for_crate(graph, spec_name) };
     let lib_name = crate_name.replace('-', "_");
     let manifest = format!(
         r#"[package]
@@ -107,8 +107,8 @@ codegen-units = 4
 
 /// Writes the crate into `dir`, creating it. Files that already hold the same text are not
 /// rewritten, so cargo does not rebuild what did not change.
-pub fn write_crate(dir: &Path, graph: &Graph, spec_name: &str, crate_name: &str) -> std::io::Result<()> {
-    for (rel, text) in crate_files(graph, spec_name, crate_name) {
+pub fn write_crate(dir: &Path, graph: &Graph, spec_name: &str, crate_name: &str, reuse_memory: bool) -> std::io::Result<()> {
+    for (rel, text) in crate_files(graph, spec_name, crate_name, reuse_memory) {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;

@@ -15,6 +15,9 @@ impl Graph {
             let sep = if inputs.is_empty() || attrs.is_empty() { "" } else { "; " };
             let _ = writeln!(s, "%{} {} = {}({}{sep}{attrs}) -> {}", id.0, n.name, n.op.kind(), inputs.join(", "), n.shape);
         }
+        for t in &self.transforms {
+            let _ = writeln!(s, "load: {}", t.describe());
+        }
         s
     }
 

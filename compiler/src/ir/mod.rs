@@ -6,8 +6,11 @@
 
 mod dump;
 mod op;
+mod rewrite;
+mod transform;
 
 pub use op::{Act, Conv, Op, Pool};
+pub use transform::Transform;
 
 use crate::diag::Span;
 
@@ -119,18 +122,25 @@ pub struct Graph {
     pub output: NodeId,
     /// Outputs of the network's top-level layers, in order.
     pub marks: Vec<Mark>,
+    /// The tensors of the weight file (`state_dict` keys), fixed at lowering: passes change
+    /// what nodes read, never what the file must hold.
+    pub weights: Vec<ParamSlot>,
+    /// Load-time steps that derive the tensors nodes read from the file's tensors, in order.
+    pub transforms: Vec<Transform>,
 }
 
 impl Graph {
     pub fn new(name: impl Into<String>, input: Shape) -> Graph {
         let input = Node { op: Op::Input, inputs: vec![], shape: input, name: "input".into(), span: None, params: vec![] };
-        Graph { name: name.into(), nodes: vec![input], output: NodeId(0), marks: vec![] }
+        Graph { name: name.into(), nodes: vec![input], output: NodeId(0), marks: vec![], weights: vec![], transforms: vec![] }
     }
 
-    /// Appends a node and returns its id; parameter slots are derived from the op and name.
+    /// Appends a node and returns its id; parameter slots are derived from the op and name
+    /// and declared as tensors of the weight file (lowering's constructor).
     pub fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Shape, name: String, span: Option<Span>) -> NodeId {
         let in_shape = inputs.first().map(|&i| self.node(i).shape);
         let params = in_shape.map(|s| op.param_slots(&name, s)).unwrap_or_default();
+        self.weights.extend(params.iter().cloned());
         self.nodes.push(Node { op, inputs, shape, name, span, params });
         let id = NodeId(self.nodes.len() as u32 - 1);
         self.output = id;
@@ -153,9 +163,31 @@ impl Graph {
         (0..self.nodes.len() as u32).map(NodeId)
     }
 
-    /// Every parameter slot, in node order.
+    /// Every tensor of the weight file, in declaration order.
     pub fn params(&self) -> impl Iterator<Item = &ParamSlot> {
-        self.nodes.iter().flat_map(|n| n.params.iter())
+        self.weights.iter()
+    }
+
+    /// The tensors derived at load time by [`Graph::transforms`], with their shapes.
+    pub fn derived(&self) -> Vec<ParamSlot> {
+        self.transforms.iter().flat_map(|t| t.outputs(self)).collect()
+    }
+
+    /// How many nodes read each node's value (the output counts as one reader).
+    pub fn users(&self) -> Vec<usize> {
+        let mut u = vec![0; self.nodes.len()];
+        for n in &self.nodes {
+            for i in &n.inputs {
+                u[i.index()] += 1;
+            }
+        }
+        u[self.output.index()] += 1;
+        u
+    }
+
+    /// Nodes that run a kernel (all but the input).
+    pub fn kernel_count(&self) -> usize {
+        self.nodes.len() - 1
     }
 
     /// The number of trainable parameters, as `sum(p.numel() for p in model.parameters())`.

@@ -24,7 +24,7 @@ impl Act {
     }
 }
 
-/// A 2-d convolution's attributes (square kernels).
+/// A 2-d convolution's attributes (square kernels) and its fused epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv {
     pub out_channels: usize,
@@ -34,6 +34,10 @@ pub struct Conv {
     pub dilation: usize,
     pub groups: usize,
     pub bias: bool,
+    /// Epilogue: add the conv's second input (a residual) after the bias.
+    pub residual: bool,
+    /// Epilogue: apply an activation last.
+    pub act: Option<Act>,
 }
 
 /// A pooling window (PyTorch semantics).
@@ -85,6 +89,7 @@ impl Op {
         match self {
             Op::Input => 0,
             Op::Add => 2,
+            Op::Conv2d(c) => 1 + usize::from(c.residual),
             _ => 1,
         }
     }
@@ -154,6 +159,12 @@ impl Op {
                 }
                 if c.bias {
                     s.push_str(", bias");
+                }
+                if c.residual {
+                    s.push_str(", +residual");
+                }
+                if let Some(a) = c.act {
+                    s.push_str(&format!(", {}", a.name()));
                 }
                 s
             }

@@ -271,7 +271,8 @@ impl<'p> Lowerer<'p> {
     /// A 1x1 conv (+ bn) from `x` to `to`, named `path.conv_index` and `path.conv_index+1`.
     #[allow(clippy::too_many_arguments)]
     fn projection(&mut self, x: NodeId, to: Shape, stride: usize, conv_index: usize, path: &str, span: Span, bn: bool) -> NodeId {
-        let conv = Conv { out_channels: to.c, kernel: 1, stride, padding: 0, dilation: 1, groups: 1, bias: false };
+        let conv =
+            Conv { out_channels: to.c, kernel: 1, stride, padding: 0, dilation: 1, groups: 1, bias: false, residual: false, act: None };
         let y = self.graph.push(Op::Conv2d(conv), vec![x], to, join(path, &conv_index.to_string()), Some(span));
         if !bn {
             return y;

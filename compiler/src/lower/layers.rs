@@ -188,7 +188,17 @@ impl<'p> Lowerer<'p> {
             );
             return None;
         }
-        let conv = Conv { out_channels: out, kernel: k, stride: s, padding: p, dilation: d, groups: g, bias: b.bool("bias") };
+        let conv = Conv {
+            out_channels: out,
+            kernel: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: g,
+            bias: b.bool("bias"),
+            residual: false,
+            act: None,
+        };
         let shape = self.spatial(span, "conv", input, k, s, p, d, false)?;
         Some(self.graph.push(Op::Conv2d(conv), vec![x], Shape::new(out, shape.0, shape.1), path.to_string(), Some(span)))
     }

@@ -3,7 +3,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::gemm_acc;
+use super::{gemm_acc, Activation};
 
 /// A convolution's attributes (square kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,13 @@ pub fn conv_out(size: usize, k: usize, p: Conv2dParams) -> usize {
     (size + 2 * p.padding - p.dilation * (k - 1) - 1) / p.stride + 1
 }
 
+/// What a convolution does after its sums: add a residual [N, O, OH, OW], then an activation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub residual: Option<&'a [f32]>,
+    pub act: Option<Activation>,
+}
+
 /// `x` [N, C, H, W], `weight` [O, C/groups, K, K] (row-major), `bias` [O].
 pub fn conv2d(
     x: ArrayView4<f32>,
@@ -34,11 +41,28 @@ pub fn conv2d(
     bias: Option<&[f32]>,
     p: Conv2dParams,
 ) -> Array4<f32> {
+    conv2d_fused(x, weight, out_channels, kernel, bias, p, None, None)
+}
+
+/// [`conv2d`] with an epilogue: `act(conv(x) + bias + residual)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_fused(
+    x: ArrayView4<f32>,
+    weight: &[f32],
+    out_channels: usize,
+    kernel: usize,
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+    residual: Option<ArrayView4<f32>>,
+    act: Option<Activation>,
+) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = (conv_out(h, kernel, p), conv_out(w, kernel, p));
     let x = x.as_standard_layout();
     let mut out = Array4::<f32>::zeros((n, out_channels, oh, ow));
     let mut scratch = vec![0f32; conv2d_scratch_len(c, kernel, oh * ow, p)];
+    let residual = residual.map(|r| r.as_standard_layout().to_owned());
+    let epilogue = Epilogue { residual: residual.as_ref().map(|r| r.as_slice().expect("invariant: standard layout")), act };
     conv2d_into(
         x.as_slice().expect("invariant: standard layout"),
         [n, c, h, w],
@@ -48,6 +72,7 @@ pub fn conv2d(
         bias,
         p,
         &mut scratch,
+        epilogue,
         out.as_slice_mut().expect("invariant: a new array is contiguous"),
     );
     out
@@ -62,7 +87,7 @@ pub fn conv2d_scratch_len(in_channels: usize, kernel: usize, out_pixels: usize, 
     }
 }
 
-/// [`conv2d`] on slices: `x` is [N, C, H, W] (`dims`), `y` receives [N, O, OH, OW];
+/// [`conv2d_fused`] on slices: `x` is [N, C, H, W] (`dims`), `y` receives [N, O, OH, OW];
 /// `scratch` holds at least [`conv2d_scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_into(
@@ -74,6 +99,7 @@ pub fn conv2d_into(
     bias: Option<&[f32]>,
     p: Conv2dParams,
     scratch: &mut [f32],
+    epilogue: Epilogue<'_>,
     y: &mut [f32],
 ) {
     let [n, c, h, w] = dims;
@@ -101,7 +127,30 @@ pub fn conv2d_into(
             }
             gemm_acc(og, kdim, cols_len, &weight[gi * og * kdim..(gi + 1) * og * kdim], cols, out_g);
         }
+        let sample = &mut y[b * out_channels * cols_len..(b + 1) * out_channels * cols_len];
+        if let Some(r) = epilogue.residual {
+            for (v, r) in sample.iter_mut().zip(&r[b * out_channels * cols_len..(b + 1) * out_channels * cols_len]) {
+                *v += r;
+            }
+        }
+        if let Some(act) = epilogue.act {
+            for v in sample.iter_mut() {
+                *v = act.apply(*v);
+            }
+        }
     }
+}
+
+/// Folds an inference batch norm (gamma, beta, mean, var) into a conv's weight [O, ...] and
+/// optional bias [O]: returns the new weight and bias.
+pub fn fold_batch_norm(weight: &[f32], bias: Option<&[f32]>, bn: [&[f32]; 4], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let [gamma, beta, mean, var] = bn;
+    let oc = gamma.len();
+    let per = weight.len() / oc.max(1);
+    let scale: Vec<f32> = (0..oc).map(|o| gamma[o] / (var[o] + eps).sqrt()).collect();
+    let w = weight.iter().enumerate().map(|(i, v)| v * scale[i / per]).collect();
+    let b = (0..oc).map(|o| (bias.map_or(0.0, |b| b[o]) - mean[o]) * scale[o] + beta[o]).collect();
+    (w, b)
 }
 
 /// Unfolds one group of one sample into `[C*K*K, OH*OW]`.
@@ -178,5 +227,32 @@ mod tests {
             let p = Conv2dParams { stride: s, padding: pd, dilation: d, groups: g };
             assert_close(&conv2d(x.view(), &wt, o, k, bias, p), &naive(&x, &wt, o, k, bias, p));
         }
+    }
+
+    #[test]
+    fn epilogue_adds_the_residual_then_activates() {
+        let x = Array4::from_shape_vec((2, 3, 5, 4), seq(120, 4)).unwrap();
+        let wt = seq(6 * 3 * 9, 5);
+        let bias = seq(6, 6);
+        let p = Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 };
+        let plain = naive(&x, &wt, 6, 3, Some(&bias), p);
+        let r = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 7)).unwrap();
+        let want = (&plain + &r).mapv(|v| v.max(0.0));
+        let got = conv2d_fused(x.view(), &wt, 6, 3, Some(&bias), p, Some(r.view()), Some(Activation::Relu));
+        assert_close(&got, &want);
+    }
+
+    #[test]
+    fn folding_batch_norm_equals_conv_then_bn() {
+        let x = Array4::from_shape_vec((1, 2, 4, 4), seq(32, 8)).unwrap();
+        let wt = seq(3 * 2 * 9, 9);
+        let p = Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 };
+        let gamma = seq(3, 10);
+        let beta = seq(3, 11);
+        let mean = seq(3, 12);
+        let var: Vec<f32> = seq(3, 13).iter().map(|v| v.abs() + 0.5).collect();
+        let want = crate::kernels::batch_norm(conv2d(x.view(), &wt, 3, 3, None, p).view(), &gamma, &beta, &mean, &var, 1e-5);
+        let (fw, fb) = fold_batch_norm(&wt, None, [&gamma, &beta, &mean, &var], 1e-5);
+        assert_close(&conv2d(x.view(), &fw, 3, 3, Some(&fb), p), &want);
     }
 }
