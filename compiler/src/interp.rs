@@ -119,6 +119,7 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
             Op::Linear { out_features, .. } => kernels::linear(x(0), weight(), *out_features, param(ParamRole::Bias)),
             Op::PadChannels { before, after, stride } => kernels::pad_channels(x(0), *before, *after, *stride),
             Op::Softmax => kernels::softmax(x(0)),
+            Op::Shortcut(_) => unreachable!("invariant: the shortcut pass expands every shortcut before execution"),
         };
         debug_assert_eq!(&y.shape()[1..], &[node.shape.c, node.shape.h, node.shape.w], "{}", node.name);
         values.push(y);

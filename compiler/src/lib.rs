@@ -26,7 +26,8 @@ pub struct Options {
     pub sets: Vec<(String, String)>,
     /// `--input-shape C,H,W`, overriding the spec's `input`.
     pub input_shape: Option<[usize; 3]>,
-    /// `-O0` (no passes) or `-O2` (all; the default). Other values count as 2.
+    /// `-O0` (only the required `shortcut` pass) or `-O2` (all; the default). Other values
+    /// count as 2.
     pub opt_level: u8,
     /// `--passes a,b,c`: exactly these passes (overrides `opt_level`).
     pub passes: Option<Vec<String>>,
@@ -99,7 +100,10 @@ pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(ir::G
             }
             match passes::run(&mut g, &options.selection(), options.stop_after.as_deref()) {
                 Ok(_) => Ok((g, program.sources)),
-                Err(msg) => Err(CompileError { diagnostics: vec![Diagnostic::global(msg)], sources: program.sources }),
+                Err(passes::PipelineError::Usage(msg)) => {
+                    Err(CompileError { diagnostics: vec![Diagnostic::global(msg)], sources: program.sources })
+                }
+                Err(passes::PipelineError::Spec(diagnostics)) => Err(CompileError { diagnostics, sources: program.sources }),
             }
         }
         _ => Err(CompileError { diagnostics, sources: program.sources }),

@@ -105,7 +105,7 @@ fn pass_selection_is_checked() {
     let only_fold = compile(&src, &Options { passes: Some(vec!["fold_bn".into()]), ..Options::default() }).unwrap();
     assert_eq!(only_fold.kernel_count(), 2, "conv (bn folded) + relu");
     let e = compile(&src, &Options { passes: Some(vec!["fold".into()]), ..Options::default() }).unwrap_err();
-    assert!(e.render().contains("unknown pass `fold`; the passes are fold_bn, fuse, dce, memory_plan"), "{}", e.render());
+    assert!(e.render().contains("unknown pass `fold`; the passes are shortcut, fold_bn, fuse, dce, memory_plan"), "{}", e.render());
 }
 
 /// A random residual network as `.resnet` text.

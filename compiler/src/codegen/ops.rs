@@ -140,6 +140,7 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                 let [b, a, s] = [*before, *after, *stride].map(usize_lit);
                 quote!(ws.pad_channels(#x, #y, #shape, #b, #a, #s);)
             }
+            Op::Shortcut(_) => unreachable!("invariant: the shortcut pass expands every shortcut before codegen"),
             Op::Softmax => {
                 let c = usize_lit(input.c);
                 quote!(ws.softmax(#x, #y, #c);)

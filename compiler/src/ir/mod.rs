@@ -9,7 +9,7 @@ mod op;
 mod rewrite;
 mod transform;
 
-pub use op::{Act, Conv, Op, Pool};
+pub use op::{Act, Conv, Op, Pool, ShortcutKind};
 pub use transform::Transform;
 
 use crate::diag::Span;

@@ -51,6 +51,19 @@ pub struct Pool {
     pub count_include_pad: bool,
 }
 
+/// What a shortcut node becomes (see the `shortcut` pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShortcutKind {
+    /// The input as it is; shapes must match.
+    Identity,
+    /// A 1x1 conv (+ bn) where shapes differ, or `always`.
+    Projection { bn: bool, always: bool },
+    /// Option A: subsample and zero-pad channels.
+    Pad,
+    /// ResNet-D: avg-pool, 1x1 conv (+ bn) where shapes differ, or `always`.
+    AvgDown { bn: bool, always: bool },
+}
+
 /// One operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -81,6 +94,9 @@ pub enum Op {
     },
     /// Softmax over the channels.
     Softmax,
+    /// A residual shortcut from its input to the node's shape, before the `shortcut` pass
+    /// makes it explicit ops. Named after the shortcut (`layer2.0.downsample`).
+    Shortcut(ShortcutKind),
 }
 
 impl Op {
@@ -109,6 +125,7 @@ impl Op {
             Op::Linear { .. } => "linear",
             Op::PadChannels { .. } => "pad_channels",
             Op::Softmax => "softmax",
+            Op::Shortcut(_) => "shortcut",
         }
     }
 
@@ -183,6 +200,16 @@ impl Op {
                 format!("out={out_features}{}", if bias { ", bias" } else { "" })
             }
             Op::PadChannels { before, after, stride } => format!("before={before}, after={after}, s={stride}"),
+            Op::Shortcut(k) => match k {
+                ShortcutKind::Identity => "identity".into(),
+                ShortcutKind::Pad => "pad".into(),
+                ShortcutKind::Projection { bn, always } | ShortcutKind::AvgDown { bn, always } => format!(
+                    "{}{}{}",
+                    if matches!(k, ShortcutKind::Projection { .. }) { "projection" } else { "avgdown" },
+                    if always { ", always" } else { "" },
+                    if bn { "" } else { ", no bn" }
+                ),
+            },
             _ => String::new(),
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! A block's layers before its `shortcut` statement are the main path; the shortcut
 //! statement adds the shortcut path (from the block input, or from the layer named by
-//! `from`) to it; the layers after it apply to the sum. Shortcut kinds:
+//! `from`) to it; the layers after it apply to the sum. A path written out by hand is
+//! lowered here; a named kind becomes a `shortcut` node that the `shortcut` pass expands:
 //! - `identity`: the input as it is; the shapes must already match;
 //! - `projection [(bn = false)] [always]`: identity where shapes match, else a 1x1 conv with
 //!   the stride that matches the shapes plus a bn, named `NAME.0`, `NAME.1` (torchvision's
@@ -16,10 +17,10 @@ use super::eval::{bind, eval, opt, Env, Ty, Value};
 use super::{join, Lowerer, Names, Scope};
 use crate::ast::{Arg, Def, ExprKind, Layer, Shortcut, ShortcutKind};
 use crate::diag::{did_you_mean, Diagnostic, Span};
-use crate::ir::{Conv, NodeId, Op, Pool, Shape};
+use crate::ir::{NodeId, Op, Shape, ShortcutKind as IrShortcut};
 
 /// The smallest stride with which a 1x1 window maps `from` onto `to` spatially.
-fn matching_stride(from: Shape, to: Shape) -> Option<usize> {
+pub(crate) fn matching_stride(from: Shape, to: Shape) -> Option<usize> {
     (1..=from.h.max(from.w)).find(|s| (from.h - 1) / s + 1 == to.h && (from.w - 1) / s + 1 == to.w)
 }
 
@@ -191,8 +192,7 @@ impl<'p> Lowerer<'p> {
         };
         let name = sc.name.as_ref().map_or("downsample", |n| n.text.as_str());
         let path = join(prefix, name);
-        let (from_shape, to_shape) = (self.graph.node(src).shape, self.graph.node(main).shape);
-        let same = from_shape == to_shape;
+        let to_shape = self.graph.node(main).shape;
         let short = match &sc.kind {
             ShortcutKind::Path(stmts) => {
                 let mut env = env.clone();
@@ -218,42 +218,15 @@ impl<'p> Lowerer<'p> {
                     return None;
                 }
                 let b = bind(k, kind.span, params, args, env, &mut self.diags)?;
-                if k == "identity" || (same && !*always) {
-                    src
-                } else {
-                    let Some(stride) = matching_stride(from_shape, to_shape) else {
-                        self.mismatch(sc.span, k, from_shape, to_shape);
-                        return None;
-                    };
-                    match k {
-                        "pad" => {
-                            if to_shape.c < from_shape.c {
-                                self.mismatch(sc.span, k, from_shape, to_shape);
-                                return None;
-                            }
-                            let diff = to_shape.c - from_shape.c;
-                            let op = Op::PadChannels { before: diff / 2, after: diff - diff / 2, stride };
-                            self.graph.push(op, vec![src], to_shape, path.clone(), Some(sc.span))
-                        }
-                        "projection" => self.projection(src, to_shape, stride, 0, &path, sc.span, b.bool("bn")),
-                        _ => {
-                            // timm's ResNet-D layout: pool `.0` (absent at stride 1), conv `.1`, bn `.2`.
-                            let mut x = src;
-                            if stride > 1 {
-                                let pool = Pool { kernel: stride, stride, padding: 0, ceil_mode: true, count_include_pad: false };
-                                let (h, w) = self.spatial(sc.span, "avgdown", from_shape, stride, stride, 0, 1, true)?;
-                                x = self.graph.push(
-                                    Op::AvgPool(pool),
-                                    vec![x],
-                                    Shape::new(from_shape.c, h, w),
-                                    join(&path, "0"),
-                                    Some(sc.span),
-                                );
-                            }
-                            self.projection(x, to_shape, 1, 1, &path, sc.span, b.bool("bn"))
-                        }
-                    }
-                }
+                let (bn, always) = (b.bool("bn"), *always);
+                let kind = match k {
+                    "identity" => IrShortcut::Identity,
+                    "pad" => IrShortcut::Pad,
+                    "projection" => IrShortcut::Projection { bn, always },
+                    _ => IrShortcut::AvgDown { bn, always },
+                };
+                // The `shortcut` pass makes it explicit ops, or reports why it cannot.
+                self.graph.push(Op::Shortcut(kind), vec![src], to_shape, path.clone(), Some(sc.span))
             }
         };
         let got = self.graph.node(short).shape;
@@ -268,33 +241,21 @@ impl<'p> Lowerer<'p> {
         Some(self.graph.push(Op::Add, vec![main, short], to_shape, join(prefix, "add"), Some(sc.span)))
     }
 
-    /// A 1x1 conv (+ bn) from `x` to `to`, named `path.conv_index` and `path.conv_index+1`.
-    #[allow(clippy::too_many_arguments)]
-    fn projection(&mut self, x: NodeId, to: Shape, stride: usize, conv_index: usize, path: &str, span: Span, bn: bool) -> NodeId {
-        let conv =
-            Conv { out_channels: to.c, kernel: 1, stride, padding: 0, dilation: 1, groups: 1, bias: false, residual: false, act: None };
-        let y = self.graph.push(Op::Conv2d(conv), vec![x], to, join(path, &conv_index.to_string()), Some(span));
-        if !bn {
-            return y;
-        }
-        self.graph.push(Op::BatchNorm { eps: 1e-5 }, vec![y], to, join(path, &(conv_index + 1).to_string()), Some(span))
-    }
-
     fn mismatch(&mut self, span: Span, kind: &str, from: Shape, to: Shape) {
-        let help = match kind {
-            "identity" => "use `projection` (a 1x1 conv + bn where shapes differ) or `pad` (option A)",
-            "pad" => "`pad` can only add channels and subsample; use `projection` to change shapes otherwise",
-            _ => "the main path's output shape must be reachable from the shortcut's input",
-        };
-        self.diags.push(
-            Diagnostic::error(
-                span,
-                format!("the {kind} shortcut cannot match shapes: the shortcut gives {from} but the main path gives {to}"),
-            )
-            .label("shapes cannot be added")
-            .help(help),
-        );
+        self.diags.push(mismatch(span, kind, from, to));
     }
+}
+
+/// The error of a shortcut whose shapes cannot be made to match.
+pub(crate) fn mismatch(span: Span, kind: &str, from: Shape, to: Shape) -> Diagnostic {
+    let help = match kind {
+        "identity" => "use `projection` (a 1x1 conv + bn where shapes differ) or `pad` (option A)",
+        "pad" => "`pad` can only add channels and subsample; use `projection` to change shapes otherwise",
+        _ => "the main path's output shape must be reachable from the shortcut's input",
+    };
+    Diagnostic::error(span, format!("the {kind} shortcut cannot match shapes: the shortcut gives {from} but the main path gives {to}"))
+        .label("shapes cannot be added")
+        .help(help)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! with its PyTorch `state_dict` path. It does not optimise. Errors are collected, not
 //! thrown: a layer that fails to lower is skipped so that later errors are still found.
 
-mod blocks;
+pub(crate) mod blocks;
 mod eval;
-mod layers;
+pub(crate) mod layers;
 
 use std::collections::HashMap;
 

@@ -1,8 +1,8 @@
 //! The optimisation pipeline: each pass is a file with a `run(&mut Graph) -> PassReport`,
 //! listed in order in [`PIPELINE`]. The driver verifies the graph after every pass.
 //!
-//! `-O0` runs none of them (lowering already made every shortcut explicit, which is all
-//! correctness needs); `-O2` runs all; `--passes a,b` runs those named, in pipeline order.
+//! `shortcut` is required (it makes every shortcut explicit ops) and runs at every level;
+//! `-O0` runs nothing else; `-O2` runs all; `--passes a,b` runs those named, in order.
 //! `memory_plan` is an analysis: it reports the arena the generated code will use and does
 //! not change the graph.
 
@@ -10,7 +10,9 @@ pub mod dce;
 pub mod fold_bn;
 pub mod fuse;
 pub mod memory_plan;
+pub mod shortcut;
 
+use crate::diag::Diagnostic;
 use crate::ir::Graph;
 
 /// What a pass did, in a line.
@@ -28,9 +30,18 @@ pub type Pass = fn(&mut Graph) -> PassReport;
 pub const PIPELINE: &[(&str, Pass)] =
     &[("fold_bn", fold_bn::run), ("fuse", fuse::run), ("dce", dce::run), ("memory_plan", memory_plan::run)];
 
-/// The names of the passes, for help texts and errors.
+/// The names of the passes, for help texts and errors: `shortcut`, then [`PIPELINE`].
 pub fn names() -> Vec<&'static str> {
-    PIPELINE.iter().map(|(n, _)| *n).collect()
+    std::iter::once("shortcut").chain(PIPELINE.iter().map(|(n, _)| *n)).collect()
+}
+
+/// Why the pipeline stopped.
+#[derive(Debug)]
+pub enum PipelineError {
+    /// A bad pass name (`--passes`, `--after`).
+    Usage(String),
+    /// The spec cannot be compiled (a shortcut that cannot match shapes).
+    Spec(Vec<Diagnostic>),
 }
 
 /// Which passes run.
@@ -45,21 +56,28 @@ pub enum Selection {
 }
 
 /// Runs the selected passes, stopping after `stop_after` if given; verifies after each.
-pub fn run(graph: &mut Graph, selection: &Selection, stop_after: Option<&str>) -> Result<Vec<PassReport>, String> {
+pub fn run(graph: &mut Graph, selection: &Selection, stop_after: Option<&str>) -> Result<Vec<PassReport>, PipelineError> {
     if let Selection::Only(list) = selection {
         for name in list {
             if !names().contains(&name.as_str()) {
-                return Err(format!("unknown pass `{name}`; the passes are {}", names().join(", ")));
+                return Err(PipelineError::Usage(format!("unknown pass `{name}`; the passes are {}", names().join(", "))));
             }
         }
     }
     if let Some(stop) = stop_after {
         if stop != "lower" && !names().contains(&stop) {
-            return Err(format!("unknown pass `{stop}` for --after; choose lower or one of {}", names().join(", ")));
+            return Err(PipelineError::Usage(format!("unknown pass `{stop}` for --after; choose lower or one of {}", names().join(", "))));
         }
     }
     let mut reports = Vec::new();
     if stop_after == Some("lower") {
+        return Ok(reports);
+    }
+    reports.push(shortcut::run(graph).map_err(PipelineError::Spec)?);
+    if let Err(e) = graph.verify() {
+        panic!("invariant: pass shortcut produced an invalid graph: {e}");
+    }
+    if stop_after == Some("shortcut") {
         return Ok(reports);
     }
     for (name, pass) in PIPELINE {
@@ -86,7 +104,7 @@ pub(crate) mod tests {
     use crate::ir::Graph;
     use crate::{compile, Options, Source};
 
-    /// Lowers a spec with no passes.
+    /// Lowers a spec with only the required pass (shortcut).
     pub fn lower(spec: &str) -> Graph {
         compile(&Source::inline("test.resnet", spec), &Options { opt_level: 0, ..Options::default() }).unwrap_or_else(|e| panic!("{e}"))
     }
