@@ -49,7 +49,13 @@ fn build_at(dir: &Path) -> PathBuf {
 }
 
 fn infer(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize) -> String {
+    infer_with(exe, weights, input, output, threads, false)
+}
+
+/// Runs `infer`; `portable` forces the portable micro-kernel instead of AVX2+FMA.
+fn infer_with(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize, portable: bool) -> String {
     let out = Command::new(exe)
+        .env("RESNETC_PORTABLE", if portable { "1" } else { "0" })
         .args(["--weights", weights.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
         .args(["--threads", &threads.to_string()])
         .output()
@@ -81,9 +87,12 @@ fn emitted_crates_match_pytorch() {
     for (spec_name, dir) in [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")] {
         let exe = build(spec_name, &work.join(spec_name));
         for threads in [1, 2] {
-            let y = work.join(format!("{spec_name}-{threads}.safetensors"));
-            infer(&exe, &fx.join(dir).join("weights.safetensors"), &fx.join(dir).join("io.safetensors"), &y, threads);
-            check(&format!("{spec_name} ({threads} threads)"), &y, &fx.join(dir).join("io.safetensors"));
+            for portable in [false, true] {
+                let y = work.join(format!("{spec_name}-{threads}-{portable}.safetensors"));
+                infer_with(&exe, &fx.join(dir).join("weights.safetensors"), &fx.join(dir).join("io.safetensors"), &y, threads, portable);
+                let path = if portable { "portable" } else { "simd" };
+                check(&format!("{spec_name} ({threads} threads, {path})"), &y, &fx.join(dir).join("io.safetensors"));
+            }
         }
     }
     image_input_is_preprocessed_as_imagenet(&work);

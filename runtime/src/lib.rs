@@ -10,6 +10,7 @@
 //! **Architecture invariant:** the runtime never sees a spec; shapes and attributes arrive
 //! as plain arguments, already checked by the compiler.
 
+pub mod fast;
 pub mod io;
 pub mod kernels;
 pub mod model;

@@ -32,6 +32,12 @@ pub fn fold_all(w: &mut Vec<Vec<f32>>, folds: &[(usize, Option<usize>, [usize; 4
     }
 }
 
+/// Sets the number of threads each layer is split over. Call it once, before the first
+/// forward pass; the default is the number of available cores.
+pub fn set_threads(threads: usize) -> Result<(), String> {
+    crate::fast::pool::set_threads(threads)
+}
+
 /// Seeded random weights for `table`, in table order (see [`Weights::random`]).
 pub fn random_table(table: &[(&str, &[usize])], seed: u64) -> Vec<Vec<f32>> {
     let expected = owned(table);
@@ -51,6 +57,8 @@ pub struct Workspace {
     offsets: Vec<usize>,
     lens: Vec<usize>,
     scratch: Vec<f32>,
+    /// The fast GEMM's B-packing buffers, one per thread.
+    pack: Vec<f32>,
     n: usize,
 }
 
@@ -86,6 +94,10 @@ impl Workspace {
         if self.scratch.len() < scratch {
             self.scratch.resize(scratch, 0.0);
         }
+        let pack = crate::fast::pool::global().threads() * crate::fast::pack_buffer_len();
+        if self.pack.len() < pack {
+            self.pack.resize(pack, 0.0);
+        }
         self.n = n;
         let (start, end) = self.region(0);
         let dst = &mut self.arena[start..end];
@@ -104,6 +116,12 @@ impl Workspace {
     /// The buffers of one step: the inputs (read), the output (written) and the scratch.
     /// The plan guarantees that the output's region is disjoint from the inputs'.
     pub fn step<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32]) {
+        let (ins, y, scratch, _) = self.step_packed(inputs, out);
+        (ins, y, scratch)
+    }
+
+    /// [`Workspace::step`], with the fast GEMM's packing buffers as well.
+    pub fn step_packed<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32], &mut [f32]) {
         let (o0, o1) = self.region(out);
         let regions = inputs.map(|i| self.region(i));
         let (left, rest) = self.arena.split_at_mut(o0);
@@ -117,7 +135,7 @@ impl Workspace {
                 &right[a - o1..b - o1]
             }
         });
-        (ins, y, &mut self.scratch)
+        (ins, y, &mut self.scratch, &mut self.pack)
     }
 
     /// The batch size of the current pass.
@@ -138,6 +156,6 @@ impl Workspace {
 
     /// Bytes held by the arena and the scratch.
     pub fn bytes(&self) -> usize {
-        (self.arena.capacity() + self.scratch.capacity()) * 4
+        (self.arena.capacity() + self.scratch.capacity() + self.pack.capacity()) * 4
     }
 }

@@ -2,7 +2,8 @@
 //! node index, writes one, and calls the kernel with the static shapes the compiler put in
 //! its descriptor.
 
-use crate::kernels::{self, Activation, Conv2dParams, Epilogue, PoolParams};
+use crate::fast::{self, PackedConv};
+use crate::kernels::{self, Activation, Conv2dParams, PoolParams};
 use crate::model::Workspace;
 
 /// A convolution with its static input shape and the activation of its epilogue.
@@ -55,21 +56,20 @@ fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
 }
 
 impl Workspace {
-    /// Value `y` = act(conv(value `x`) + bias), the activation being the spec's, if any.
-    pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &[f32], bias: Option<&[f32]>) {
+    /// Value `y` = act(conv(value `x`) + bias), the activation being the spec's, if any,
+    /// through the fast GEMM with weights packed at load.
+    pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let n = self.batch();
-        let ([x], y, scratch) = self.step([x], y);
-        let e = Epilogue { residual: None, act: spec.act };
-        kernels::conv2d_into(x, dims(n, spec.input), weight, spec.out_channels, spec.kernel, bias, spec.params, scratch, e, y);
+        let ([x], y, cols, pack) = self.step_packed([x], y);
+        fast::conv2d(x, n, spec, weight, bias, None, spec.act, cols, pack, y);
     }
 
     /// Value `y` = act(conv(value `x`) + bias + value `residual`): a convolution with the
     /// residual add fused into its epilogue.
-    pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &[f32], bias: Option<&[f32]>) {
+    pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let n = self.batch();
-        let ([x, r], y, scratch) = self.step([x, residual], y);
-        let e = Epilogue { residual: Some(r), act: spec.act };
-        kernels::conv2d_into(x, dims(n, spec.input), weight, spec.out_channels, spec.kernel, bias, spec.params, scratch, e, y);
+        let ([x, r], y, cols, pack) = self.step_packed([x, residual], y);
+        fast::conv2d(x, n, spec, weight, bias, Some(r), spec.act, cols, pack, y);
     }
 
     /// Value `y` = batch norm of value `x` ([N, `channels`, ...]); `p` = weight, bias,

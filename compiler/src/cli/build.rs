@@ -46,7 +46,7 @@ pub(crate) struct RunArgs {
     /// Write tensor `output` here.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Threads to split the batch over (default: available cores).
+    /// Threads to split every layer over (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
     /// Time this many forward passes after a warm-up.

@@ -47,6 +47,13 @@ enum Command {
     /// random weights, with no input a seeded random input; prints the output's shape, the
     /// best classes and the time taken.
     Run(build::RunArgs),
+    /// Measure this machine's peak FP32 FMA throughput (GFLOP/s), for 1 and N threads:
+    /// the physical limit benchmark results are stated against.
+    Peak {
+        /// Threads for the second measurement (default: available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 /// A spec and what can be set on it from outside.
@@ -159,6 +166,15 @@ pub fn main() -> ExitCode {
         Command::Emit(a) => build::emit(&a),
         Command::Build(a) => build::build(&a),
         Command::Run(a) => build::run(&a),
+        Command::Peak { threads } => {
+            use resnetc_runtime::fast;
+            let t = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let kind = if fast::simd_enabled() { "AVX2+FMA" } else { "portable" };
+            let one = fast::peak::peak_gflops(1, 200_000_000);
+            let all = fast::peak::peak_gflops(t, 200_000_000);
+            println!("peak_gflops_1_thread={one:.1} peak_gflops_{t}_threads={all:.1} kernel={kind}");
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

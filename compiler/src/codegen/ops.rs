@@ -60,6 +60,11 @@ impl ParamIndex {
         })
     }
 
+    /// The index of a node's slot in `w`.
+    fn index(&self, id: NodeId, role: ParamRole) -> Option<usize> {
+        self.0[id.index()].iter().find(|(r, _)| *r == role).map(|(_, i)| *i)
+    }
+
     fn weight(&self, id: NodeId) -> TokenStream {
         self.get(id, ParamRole::Weight).expect("invariant: the op has a weight slot")
     }
@@ -76,6 +81,8 @@ impl ParamIndex {
 pub(super) struct Emitted {
     pub consts: TokenStream,
     pub steps: TokenStream,
+    /// One `PackedConv::new(...)` a convolution, in order: the body of the model's `pack`.
+    pub packs: Vec<TokenStream>,
 }
 
 /// Emits every node, in order.
@@ -84,6 +91,7 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
     let mut names = HashSet::new();
     let mut consts = Vec::new();
     let mut steps = Vec::new();
+    let mut packs = Vec::new();
     for id in graph.ids().skip(1) {
         let node = graph.node(id);
         let x = usize_lit(node.inputs[0].index());
@@ -108,8 +116,12 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                     quote!(.then(Activation::#a))
                 });
                 let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then), quote!(ConvSpec));
-                let weight = params.weight(id);
                 let bias = params.optional(id, ParamRole::Bias);
+                // The weight is packed at load for the fast GEMM; `p[j]` is the packed copy.
+                let j = usize_lit(packs.len());
+                let w_index = usize_lit(params.index(id, ParamRole::Weight).expect("invariant: a conv has a weight"));
+                packs.push(quote!(PackedConv::new(&std::mem::take(&mut w[#w_index]), &Self::#name)));
+                let weight = quote!(&p[#j]);
                 if c.residual {
                     let r = usize_lit(node.inputs[1].index());
                     quote!(ws.conv_add(#x, #r, #y, &Self::#name, #weight, #bias);)
@@ -149,7 +161,7 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
         let note = comment(opts, format!("{} -> {}", node.name, node.shape));
         steps.push(quote! { #note #step });
     }
-    Emitted { consts: quote!(#(#consts)*), steps: quote!(#(#steps)*) }
+    Emitted { consts: quote!(#(#consts)*), steps: quote!(#(#steps)*), packs }
 }
 
 /// `layer1.0.conv1` -> `LAYER1_0_CONV1`, made unique.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use {{CRATE}}::runtime::ndarray::{s, Array2, Array4, ArrayView4, Axis};
+use {{CRATE}}::runtime::ndarray::{Array2, Array4, ArrayView4, Axis};
 use {{CRATE}}::runtime::{io, Workspace};
 use {{CRATE}}::Model;
 
@@ -25,7 +25,7 @@ usage: infer [--weights W.safetensors | --random-weights SEED]
   --random-input S    a seeded random input instead (default when no --input: seed 0)
   --batch N           the batch of a random input (default 1)
   --output Y          write tensor `output` [N, classes] (f32)
-  --threads T         split the batch over T threads (default: available cores)
+  --threads T         split every layer over T threads (default: available cores)
   --bench RUNS        warm up, time RUNS forward passes, print one line of statistics
   --top K             print the K best classes of each row (default 5)
   --labels FILE       class names, one a line, for --top
@@ -137,27 +137,11 @@ fn load_image(path: &std::path::Path) -> Result<Array4<f32>, String> {
     Ok(out)
 }
 
-/// Runs the batch split over `workspaces.len()` threads, one contiguous slice of rows each.
-fn forward(model: &Model, input: ArrayView4<f32>, workspaces: &mut [Workspace], out: &mut Array2<f32>) -> Result<(), String> {
-    let n = input.dim().0;
-    let chunk = n.div_ceil(workspaces.len()).max(1);
-    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = out
-            .axis_chunks_iter_mut(Axis(0), chunk)
-            .zip(workspaces.iter_mut())
-            .enumerate()
-            .map(|(i, (mut rows, ws))| {
-                let part = input.slice(s![i * chunk..(i * chunk + chunk).min(n), .., .., ..]);
-                scope.spawn(move || {
-                    let y = model.forward_into(part, ws).map_err(|e| e.to_string())?;
-                    rows.assign(&y);
-                    Ok(())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a worker thread panicked".into()))).collect()
-    });
-    results.into_iter().collect()
+/// One forward pass into `out`, every layer split over the runtime's threads.
+fn forward(model: &Model, input: ArrayView4<f32>, ws: &mut Workspace, out: &mut Array2<f32>) -> Result<(), String> {
+    let y = model.forward_into(input, ws).map_err(|e| e.to_string())?;
+    out.assign(&y);
+    Ok(())
 }
 
 fn run() -> Result<(), String> {
@@ -173,20 +157,21 @@ fn run() -> Result<(), String> {
         (None, None) => random_input(args.batch, args.random_input),
     };
     let n = input.dim().0;
-    let threads = args.threads.min(n).max(1);
-    let mut workspaces: Vec<Workspace> = (0..threads).map(|_| Workspace::new()).collect();
+    let threads = args.threads.max(1);
+    {{CRATE}}::runtime::model::set_threads(threads)?;
+    let mut ws = Workspace::new();
     let mut out = Array2::<f32>::zeros((n, Model::OUTPUT_FEATURES));
     let start = Instant::now();
-    forward(&model, input.view(), &mut workspaces, &mut out)?;
+    forward(&model, input.view(), &mut ws, &mut out)?;
     let first_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(runs) = args.bench {
         for _ in 0..2 {
-            forward(&model, input.view(), &mut workspaces, &mut out)?;
+            forward(&model, input.view(), &mut ws, &mut out)?;
         }
         let mut times: Vec<f64> = (0..runs.max(1))
             .map(|_| {
                 let t = Instant::now();
-                forward(&model, input.view(), &mut workspaces, &mut out).map(|_| t.elapsed().as_secs_f64() * 1e3)
+                forward(&model, input.view(), &mut ws, &mut out).map(|_| t.elapsed().as_secs_f64() * 1e3)
             })
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);

@@ -1,0 +1,301 @@
+//! A cache-blocked GEMM, `C[m x n] = A[m x k] * B[k x n]` (+ bias, residual, activation),
+//! with A packed once (at load) and B packed per KC x NC block into a per-task buffer.
+
+use super::microkernel::{tile, TileOps};
+use crate::kernels::Activation;
+
+/// Rows of A a micro-kernel covers.
+pub const MR: usize = 6;
+/// Columns of B a micro-kernel covers.
+pub const NR: usize = 16;
+/// Depth of a K block: an A panel (6 x 256) stays in L1.
+pub const KC: usize = 256;
+/// Width of an N block: a packed B block (256 x 512) stays in L2.
+pub const NC: usize = 512;
+
+/// Floats of B-packing buffer one task needs.
+pub fn pack_buffer_len() -> usize {
+    KC * NC
+}
+
+/// Packs rows `[0, m)` of A (row-major, `k` columns) into panels of MR rows, k-major inside
+/// a panel (`panel[p * MR + r] = A[i * MR + r][p]`), zero-padding the last panel.
+pub(crate) fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let panels = m.div_ceil(MR);
+    let mut out = vec![0f32; panels * k * MR];
+    for i in 0..panels {
+        for r in 0..MR {
+            let row = i * MR + r;
+            if row >= m {
+                continue;
+            }
+            for p in 0..k {
+                out[(i * k + p) * MR + r] = a[row * k + p];
+            }
+        }
+    }
+    out
+}
+
+/// Where B comes from: a dense row-major matrix, or the im2col of an image, gathered while
+/// packing so that the unfolded matrix is never written out.
+#[derive(Clone, Copy)]
+pub(crate) enum BSource<'a> {
+    /// `k` rows of `n` floats.
+    Dense(&'a [f32]),
+    /// One group of one sample: [C, H, W], unfolded by a `kernel` window with `params`
+    /// into rows (c, ky, kx) and columns (oy, ox) of an `ow`-wide output.
+    Im2col { x: &'a [f32], h: usize, w: usize, kernel: usize, params: crate::kernels::Conv2dParams, ow: usize },
+}
+
+/// Packs `B[k0..k0+kc][n0..n0+nc]` (`n` columns) into panels of NR columns.
+fn pack_b(b: BSource<'_>, n: usize, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
+    let panels = nc.div_ceil(NR);
+    for j in 0..panels {
+        let col = n0 + j * NR;
+        let width = NR.min(n0 + nc - col);
+        let dst = &mut out[j * kc * NR..(j + 1) * kc * NR];
+        match b {
+            BSource::Dense(b) => {
+                for p in 0..kc {
+                    let src = &b[(k0 + p) * n + col..(k0 + p) * n + col + width];
+                    let d = &mut dst[p * NR..(p + 1) * NR];
+                    d[..width].copy_from_slice(src);
+                    d[width..].fill(0.0);
+                }
+            }
+            BSource::Im2col { x, h, w, kernel, params, ow } => {
+                // The panel's columns as runs within one output row: (first t, length, oy, ox).
+                let mut runs = [(0usize, 0usize, 0usize, 0usize); NR + 1];
+                let mut nruns = 0;
+                let mut t = 0;
+                while t < width {
+                    let (oy, ox) = ((col + t) / ow, (col + t) % ow);
+                    let len = (ow - ox).min(width - t);
+                    runs[nruns] = (t, len, oy, ox);
+                    nruns += 1;
+                    t += len;
+                }
+                let (s, pad) = (params.stride as isize, params.padding as isize);
+                let kk = kernel * kernel;
+                for p in 0..kc {
+                    let row = k0 + p;
+                    let (ci, ky, kx) = (row / kk, row % kk / kernel, row % kernel);
+                    let (dy, dx) = ((ky * params.dilation) as isize, (kx * params.dilation) as isize);
+                    let plane = &x[ci * h * w..(ci + 1) * h * w];
+                    let d = &mut dst[p * NR..(p + 1) * NR];
+                    d[width..].fill(0.0);
+                    for &(t0, len, oy, ox) in &runs[..nruns] {
+                        let seg = &mut d[t0..t0 + len];
+                        let iy = oy as isize * s + dy - pad;
+                        if iy < 0 || iy >= h as isize {
+                            seg.fill(0.0);
+                            continue;
+                        }
+                        let line = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        let ix0 = ox as isize * s + dx - pad;
+                        if s == 1 {
+                            let lo = (-ix0).clamp(0, len as isize) as usize;
+                            let hi = (w as isize - ix0).clamp(lo as isize, len as isize) as usize;
+                            seg[..lo].fill(0.0);
+                            seg[lo..hi].copy_from_slice(&line[(ix0 + lo as isize) as usize..(ix0 + hi as isize) as usize]);
+                            seg[hi..].fill(0.0);
+                        } else {
+                            for (t, v) in seg.iter_mut().enumerate() {
+                                let ix = ix0 + t as isize * s;
+                                *v = if ix >= 0 && ix < w as isize { line[ix as usize] } else { 0.0 };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The epilogue of a GEMM.
+#[derive(Clone, Copy)]
+pub(crate) struct Epi<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+    pub act: Option<Activation>,
+}
+
+/// `C = A * B` with the epilogue; `a` is packed by [`pack_a`]; `pack` holds at least
+/// `threads * pack_buffer_len()` floats for the global pool's threads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: BSource<'_>, c: &mut [f32], epi: Epi<'_>, pack: &mut [f32]) {
+    debug_assert!(a.len() >= m.div_ceil(MR) * k * MR && c.len() >= m * n);
+    let pool = super::pool::global();
+    let threads = pool.threads();
+    let work = m * n * k;
+    let tasks = if work < 200_000 { 1 } else { threads.min(pack.len() / pack_buffer_len()).max(1) };
+    let m_panels = m.div_ceil(MR);
+    // Split columns when there are enough of them, else rows (panels of A).
+    let split_n = n >= tasks * NR * 4 || m_panels < tasks;
+    let out = Out(c.as_mut_ptr());
+    let run = |t: usize, buf: &mut [f32]| {
+        let (m_range, n_range) = if split_n {
+            let per = n.div_ceil(tasks).div_ceil(NR) * NR;
+            ((0, m_panels), (t * per, ((t + 1) * per).min(n)))
+        } else {
+            let per = m_panels.div_ceil(tasks);
+            ((t * per, ((t + 1) * per).min(m_panels)), (0, n))
+        };
+        if m_range.0 >= m_range.1 || n_range.0 >= n_range.1 {
+            return;
+        }
+        block(m, k, n, a, b, out, epi, buf, m_range, n_range);
+    };
+    if tasks == 1 {
+        run(0, &mut pack[..pack_buffer_len()]);
+    } else {
+        let bufs = Out(pack.as_mut_ptr());
+        pool.run(&|t| {
+            if t < tasks {
+                // SAFETY: task t alone uses the t-th buffer of `pack`, which holds `tasks` of them.
+                let buf = unsafe { std::slice::from_raw_parts_mut(bufs.get().add(t * pack_buffer_len()), pack_buffer_len()) };
+                run(t, buf);
+            }
+        });
+    }
+}
+
+/// The tiles of panels `m_range` x columns `n_range`.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: BSource<'_>,
+    out: Out,
+    epi: Epi<'_>,
+    buf: &mut [f32],
+    m_range: (usize, usize),
+    n_range: (usize, usize),
+) {
+    let c = out.0;
+    let mut n0 = n_range.0;
+    while n0 < n_range.1 {
+        let nc = NC.min(n_range.1 - n0);
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            pack_b(b, n, k0, kc, n0, nc, buf);
+            let ops = TileOps { first: k0 == 0, last: k0 + kc == k, act: epi.act };
+            for i in m_range.0..m_range.1 {
+                let a_panel = &a[(i * k + k0) * MR..(i * k + k0 + kc) * MR];
+                let rows = MR.min(m - i * MR);
+                let mut bias = [0f32; MR];
+                if let Some(bv) = epi.bias {
+                    bias[..rows].copy_from_slice(&bv[i * MR..i * MR + rows]);
+                }
+                for j in 0..nc.div_ceil(NR) {
+                    let col = n0 + j * NR;
+                    let cols = NR.min(n0 + nc - col);
+                    let b_panel = &buf[j * kc * NR..(j + 1) * kc * NR];
+                    let at = i * MR * n + col;
+                    let res = epi.residual.map_or(std::ptr::null(), |r| r[at..].as_ptr());
+                    if rows == MR && cols == NR {
+                        // SAFETY: the tile lies inside C (and the residual), rows of stride n.
+                        unsafe { tile(kc, a_panel.as_ptr(), b_panel.as_ptr(), c.add(at), n, &bias, res, ops) };
+                    } else {
+                        edge(kc, a_panel, b_panel, c, n, at, rows, cols, &bias, epi.residual.map(|r| &r[at..]), ops);
+                    }
+                }
+            }
+            k0 += kc;
+        }
+        n0 += nc;
+    }
+}
+
+/// A partial tile at C's bottom or right edge, through a full-size temporary.
+#[allow(clippy::too_many_arguments)]
+fn edge(
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    at: usize,
+    rows: usize,
+    cols: usize,
+    bias: &[f32; MR],
+    residual: Option<&[f32]>,
+    ops: TileOps,
+) {
+    let mut t = [0f32; MR * NR];
+    let mut r = [0f32; MR * NR];
+    for i in 0..rows {
+        for j in 0..cols {
+            // SAFETY: (i, j) is inside C.
+            t[i * NR + j] = unsafe { *c.add(at + i * ldc + j) };
+            if let Some(res) = residual {
+                r[i * NR + j] = res[i * ldc + j];
+            }
+        }
+    }
+    let rp = if residual.is_some() { r.as_ptr() } else { std::ptr::null() };
+    // SAFETY: the temporaries are full tiles of stride NR.
+    unsafe { tile(kc, a.as_ptr(), b.as_ptr(), t.as_mut_ptr(), NR, bias, rp, ops) };
+    for i in 0..rows {
+        for j in 0..cols {
+            unsafe { *c.add(at + i * ldc + j) = t[i * NR + j] };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::seq;
+
+    #[test]
+    fn matches_the_definition_on_awkward_sizes() {
+        for (m, k, n) in [(1, 1, 1), (7, 300, 33), (64, 576, 49), (13, 27, 1030), (6, 16, 16), (300, 5, 17)] {
+            let a = seq(m * k, 1);
+            let b = seq(k * n, 2);
+            let bias = seq(m, 3);
+            let res = seq(m * n, 4);
+            let mut c = vec![f32::NAN; m * n];
+            let pa = pack_a(&a, m, k);
+            let mut pack = vec![0f32; 4 * pack_buffer_len()];
+            gemm(
+                m,
+                k,
+                n,
+                &pa,
+                BSource::Dense(&b),
+                &mut c,
+                Epi { bias: Some(&bias), residual: Some(&res), act: Some(Activation::Relu) },
+                &mut pack,
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>() + bias[i] + res[i * n + j];
+                    let want = want.max(0.0);
+                    assert!(
+                        (c[i * n + j] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "({m},{k},{n}) at ({i},{j}): {} vs {want}",
+                        c[i * n + j]
+                    );
+                }
+            }
+        }
+    }
+}
