@@ -15,6 +15,19 @@ pub enum ModelError {
     InputShape { expected: [usize; 3], found: [usize; 4] },
 }
 
+impl Profile {
+    /// Charges the time since the last step to it and starts timing `next`.
+    fn lap(&mut self, next: Option<usize>) {
+        let now = std::time::Instant::now();
+        if let Some((id, t)) = self.current.take() {
+            if let Some(s) = self.seconds.get_mut(id) {
+                *s += (now - t).as_secs_f64();
+            }
+        }
+        self.current = next.map(|n| (n, now));
+    }
+}
+
 /// Loads the tensors of `table` (key, shape) from `file`, validated, in table order.
 pub fn load_table(file: &WeightFile, table: &[(&str, &[usize])], opts: &LoadOptions) -> Result<Vec<Vec<f32>>, WeightError> {
     let expected = owned(table);
@@ -60,6 +73,16 @@ pub struct Workspace {
     /// The fast GEMM's B-packing buffers, one per thread.
     pack: Vec<f32>,
     n: usize,
+    /// Per-node seconds, accumulated while profiling is on.
+    profile: Option<Profile>,
+}
+
+/// Time spent per node: the time between one step's start and the next one's is charged to
+/// the first (its kernel ran in between).
+#[derive(Debug, Default)]
+struct Profile {
+    seconds: Vec<f64>,
+    current: Option<(usize, std::time::Instant)>,
 }
 
 impl Workspace {
@@ -99,6 +122,12 @@ impl Workspace {
             self.pack.resize(pack, 0.0);
         }
         self.n = n;
+        if let Some(p) = &mut self.profile {
+            if p.seconds.len() != lens.len() {
+                p.seconds = vec![0.0; lens.len()];
+            }
+            p.current = None;
+        }
         let (start, end) = self.region(0);
         let dst = &mut self.arena[start..end];
         match input.as_slice() {
@@ -122,6 +151,9 @@ impl Workspace {
 
     /// [`Workspace::step`], with the fast GEMM's packing buffers as well.
     pub fn step_packed<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32], &mut [f32]) {
+        if let Some(p) = &mut self.profile {
+            p.lap(Some(out));
+        }
         let (o0, o1) = self.region(out);
         let regions = inputs.map(|i| self.region(i));
         let (left, rest) = self.arena.split_at_mut(o0);
@@ -146,6 +178,22 @@ impl Workspace {
     /// Floats per sample of value `id`.
     pub fn len(&self, id: usize) -> usize {
         self.lens[id]
+    }
+
+    /// Turns per-node timing on (for `infer --profile`); off by default.
+    pub fn enable_profile(&mut self) {
+        self.profile = Some(Profile::default());
+    }
+
+    /// Seconds spent in each node's kernel since profiling was enabled (empty when off).
+    pub fn profile(&mut self) -> Vec<f64> {
+        match &mut self.profile {
+            Some(p) => {
+                p.lap(None);
+                p.seconds.clone()
+            }
+            None => vec![],
+        }
     }
 
     /// Value `id` as [N, features].

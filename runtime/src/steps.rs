@@ -51,6 +51,19 @@ impl PoolSpec {
     }
 }
 
+/// An output pointer shared by tasks that write disjoint planes.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint ranges and the dispatcher waits for all of them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
     [n, s[0], s[1], s[2]]
 }
@@ -92,10 +105,28 @@ impl Workspace {
         kernels::add_into(a, b, y);
     }
 
+    /// Max pooling, its planes split over the pool's threads.
     pub fn max_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {
         let n = self.batch();
         let ([x], y, _) = self.step([x], y);
-        kernels::max_pool2d_into(x, dims(n, spec.input), spec.params, y);
+        let [c, h, w] = spec.input;
+        let (oh, ow) = (kernels::pool_out(h, spec.params), kernels::pool_out(w, spec.params));
+        let planes = n * c;
+        let pool = fast::pool::global();
+        let per = planes.div_ceil(pool.threads());
+        if pool.threads() == 1 || planes * oh * ow < 50_000 {
+            kernels::max_pool2d_into(x, dims(n, spec.input), spec.params, y);
+            return;
+        }
+        let out = SharedOut(y.as_mut_ptr());
+        pool.run(&|t| {
+            let (p0, p1) = ((t * per).min(planes), ((t + 1) * per).min(planes));
+            if p0 < p1 {
+                // SAFETY: task t alone writes planes [p0, p1) of the output.
+                let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(p0 * oh * ow), (p1 - p0) * oh * ow) };
+                kernels::max_pool2d_into(&x[p0 * h * w..p1 * h * w], [1, p1 - p0, h, w], spec.params, ys);
+            }
+        });
     }
 
     pub fn avg_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {

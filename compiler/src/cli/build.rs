@@ -52,6 +52,9 @@ pub(crate) struct RunArgs {
     /// Time this many forward passes after a warm-up.
     #[arg(long)]
     bench: Option<usize>,
+    /// With --bench: print the time spent in each layer.
+    #[arg(long)]
+    profile: bool,
     /// How many of the best classes to print a row.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -155,6 +158,9 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     }
     if let Some(r) = a.bench {
         cmd.args(["--bench", &r.to_string()]);
+    }
+    if a.profile {
+        cmd.arg("--profile");
     }
     if let Some(l) = &a.labels {
         cmd.args(["--labels", &path(l)]);

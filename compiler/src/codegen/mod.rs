@@ -90,6 +90,11 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
     // -O0 gets every value its own region; with passes, the planned arena.
     let plan = crate::passes::memory_plan::plan(graph, opts.reuse_memory);
     let lens = plan.lens.iter().map(|&l| usize_lit(l));
+    let layers = graph.nodes.iter().map(|n| {
+        let (name, what) = (&n.name, format!("{} {}", n.op.kind(), n.op.attrs()));
+        let what = what.trim_end();
+        quote!((#name, #what))
+    });
     let offsets = plan.offsets.iter().map(|&o| usize_lit(o));
     let arena = usize_lit(plan.arena);
     let (n_folds, folds) = ops::emit_folds(graph);
@@ -140,6 +145,8 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
             pub const WEIGHTS: &'static [(&'static str, &'static [usize])] = &[#(#table),*];
             /// Floats per sample of every value of the graph, by node.
             const VALUE_LENS: [usize; #n_values] = [#(#lens),*];
+            /// Every node's layer name and op, by node (for profiles).
+            pub const LAYERS: [(&'static str, &'static str); #n_values] = [#(#layers),*];
             /// Where each value lives in the arena (floats per sample), from the memory plan.
             const VALUE_OFFSETS: [usize; #n_values] = [#(#offsets),*];
             /// The arena's floats per sample.

@@ -48,68 +48,92 @@ pub(crate) enum BSource<'a> {
     Im2col { x: &'a [f32], h: usize, w: usize, kernel: usize, params: crate::kernels::Conv2dParams, ow: usize },
 }
 
-/// Packs `B[k0..k0+kc][n0..n0+nc]` (`n` columns) into panels of NR columns.
+/// Packs `B[k0..k0+kc][n0..n0+nc]` (`n` columns) into panels of NR columns: panel `j`
+/// holds `kc` rows of NR floats for columns `n0 + j*NR ..`, zero beyond `nc`.
 fn pack_b(b: BSource<'_>, n: usize, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-    let panels = nc.div_ceil(NR);
-    for j in 0..panels {
-        let col = n0 + j * NR;
-        let width = NR.min(n0 + nc - col);
-        let dst = &mut out[j * kc * NR..(j + 1) * kc * NR];
-        match b {
-            BSource::Dense(b) => {
-                for p in 0..kc {
-                    let src = &b[(k0 + p) * n + col..(k0 + p) * n + col + width];
-                    let d = &mut dst[p * NR..(p + 1) * NR];
-                    d[..width].copy_from_slice(src);
-                    d[width..].fill(0.0);
-                }
+    let padded = nc.div_ceil(NR) * NR;
+    match b {
+        BSource::Dense(b) => {
+            for p in 0..kc {
+                let row = &b[(k0 + p) * n + n0..(k0 + p) * n + n0 + nc];
+                put(out, kc, p, 0, Run::Slice(row));
+                put(out, kc, p, nc, Run::Zeros(padded - nc));
             }
-            BSource::Im2col { x, h, w, kernel, params, ow } => {
-                // The panel's columns as runs within one output row: (first t, length, oy, ox).
-                let mut runs = [(0usize, 0usize, 0usize, 0usize); NR + 1];
-                let mut nruns = 0;
-                let mut t = 0;
-                while t < width {
-                    let (oy, ox) = ((col + t) / ow, (col + t) % ow);
-                    let len = (ow - ox).min(width - t);
-                    runs[nruns] = (t, len, oy, ox);
-                    nruns += 1;
-                    t += len;
-                }
-                let (s, pad) = (params.stride as isize, params.padding as isize);
-                let kk = kernel * kernel;
-                for p in 0..kc {
-                    let row = k0 + p;
-                    let (ci, ky, kx) = (row / kk, row % kk / kernel, row % kernel);
-                    let (dy, dx) = ((ky * params.dilation) as isize, (kx * params.dilation) as isize);
-                    let plane = &x[ci * h * w..(ci + 1) * h * w];
-                    let d = &mut dst[p * NR..(p + 1) * NR];
-                    d[width..].fill(0.0);
-                    for &(t0, len, oy, ox) in &runs[..nruns] {
-                        let seg = &mut d[t0..t0 + len];
-                        let iy = oy as isize * s + dy - pad;
-                        if iy < 0 || iy >= h as isize {
-                            seg.fill(0.0);
-                            continue;
-                        }
-                        let line = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        let ix0 = ox as isize * s + dx - pad;
-                        if s == 1 {
-                            let lo = (-ix0).clamp(0, len as isize) as usize;
-                            let hi = (w as isize - ix0).clamp(lo as isize, len as isize) as usize;
-                            seg[..lo].fill(0.0);
-                            seg[lo..hi].copy_from_slice(&line[(ix0 + lo as isize) as usize..(ix0 + hi as isize) as usize]);
-                            seg[hi..].fill(0.0);
-                        } else {
-                            for (t, v) in seg.iter_mut().enumerate() {
-                                let ix = ix0 + t as isize * s;
-                                *v = if ix >= 0 && ix < w as isize { line[ix as usize] } else { 0.0 };
-                            }
-                        }
+        }
+        BSource::Im2col { x, h, w, kernel, params, ow } => {
+            let (s, pad) = (params.stride as isize, params.padding as isize);
+            let kk = kernel * kernel;
+            let (first_row, last_row) = (n0 / ow, (n0 + nc - 1) / ow);
+            for p in 0..kc {
+                let row = k0 + p;
+                let (ci, ky, kx) = (row / kk, row % kk / kernel, row % kernel);
+                let (dy, dx) = ((ky * params.dilation) as isize, (kx * params.dilation) as isize);
+                let plane = &x[ci * h * w..(ci + 1) * h * w];
+                // Each output row in the block reads one input row (or padding).
+                for oy in first_row..=last_row {
+                    let c0 = (oy * ow).max(n0);
+                    let c1 = ((oy + 1) * ow).min(n0 + nc);
+                    let (rel, len, ox0) = (c0 - n0, c1 - c0, c0 - oy * ow);
+                    let iy = oy as isize * s + dy - pad;
+                    if iy < 0 || iy >= h as isize {
+                        put(out, kc, p, rel, Run::Zeros(len));
+                        continue;
                     }
+                    let line = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    let ix0 = ox0 as isize * s + dx - pad;
+                    if s == 1 {
+                        let lo = (-ix0).clamp(0, len as isize) as usize;
+                        let hi = (w as isize - ix0).clamp(lo as isize, len as isize) as usize;
+                        put(out, kc, p, rel, Run::Zeros(lo));
+                        put(out, kc, p, rel + lo, Run::Slice(&line[(ix0 + lo as isize) as usize..(ix0 + hi as isize) as usize]));
+                        put(out, kc, p, rel + hi, Run::Zeros(len - hi));
+                    } else {
+                        put(out, kc, p, rel, Run::Strided { line, start: ix0, step: s, len });
+                    }
+                }
+                put(out, kc, p, nc, Run::Zeros(padded - nc));
+            }
+        }
+    }
+}
+
+/// Values for consecutive columns of one packed row.
+enum Run<'a> {
+    Zeros(usize),
+    Slice(&'a [f32]),
+    /// `line[start + i * step]` for `i < len`, zero outside the line.
+    Strided {
+        line: &'a [f32],
+        start: isize,
+        step: isize,
+        len: usize,
+    },
+}
+
+/// Writes `run` into row `p` of the packed block from column `col` on, crossing panels.
+fn put(out: &mut [f32], kc: usize, p: usize, col: usize, run: Run<'_>) {
+    let len = match run {
+        Run::Zeros(l) | Run::Strided { len: l, .. } => l,
+        Run::Slice(s) => s.len(),
+    };
+    let mut done = 0;
+    while done < len {
+        let c = col + done;
+        let (panel, lane) = (c / NR, c % NR);
+        let take = (NR - lane).min(len - done);
+        let at = panel * kc * NR + p * NR + lane;
+        let dst = &mut out[at..at + take];
+        match run {
+            Run::Zeros(_) => dst.fill(0.0),
+            Run::Slice(s) => dst.copy_from_slice(&s[done..done + take]),
+            Run::Strided { line, start, step, .. } => {
+                for (i, v) in dst.iter_mut().enumerate() {
+                    let ix = start + (done + i) as isize * step;
+                    *v = if ix >= 0 && (ix as usize) < line.len() { line[ix as usize] } else { 0.0 };
                 }
             }
         }
+        done += take;
     }
 }
 

@@ -27,6 +27,7 @@ usage: infer [--weights W.safetensors | --random-weights SEED]
   --output Y          write tensor `output` [N, classes] (f32)
   --threads T         split every layer over T threads (default: available cores)
   --bench RUNS        warm up, time RUNS forward passes, print one line of statistics
+  --profile           with --bench: also print the time spent in each layer
   --top K             print the K best classes of each row (default 5)
   --labels FILE       class names, one a line, for --top
 ";
@@ -41,6 +42,7 @@ struct Args {
     output: Option<PathBuf>,
     threads: usize,
     bench: Option<usize>,
+    profile: bool,
     top: usize,
     labels: Option<PathBuf>,
 }
@@ -56,11 +58,16 @@ fn parse_args() -> Result<Args, String> {
         output: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         bench: None,
+        profile: false,
         top: 5,
         labels: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--profile" {
+            a.profile = true;
+            continue;
+        }
         if flag == "--help" || flag == "-h" {
             print!("{USAGE}");
             std::process::exit(0);
@@ -144,6 +151,25 @@ fn forward(model: &Model, input: ArrayView4<f32>, ws: &mut Workspace, out: &mut 
     Ok(())
 }
 
+/// Times every layer over `runs` passes and prints the table, slowest first.
+fn print_profile(model: &Model, input: &Array4<f32>, ws: &mut Workspace, out: &mut Array2<f32>, runs: usize) -> Result<(), String> {
+    ws.enable_profile();
+    for _ in 0..runs {
+        forward(model, input.view(), ws, out)?;
+    }
+    let secs = ws.profile();
+    let total: f64 = secs.iter().sum();
+    let mut rows: Vec<(usize, f64)> = secs.iter().copied().enumerate().filter(|(_, s)| *s > 0.0).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("per-layer profile ({runs} runs): ms a pass, share, layer, op");
+    for (id, s) in rows {
+        let (name, op) = Model::LAYERS[id];
+        println!("{:>9.3} {:>6.1}%  {name}  {op}", s * 1e3 / runs as f64, 100.0 * s / total);
+    }
+    println!("{:>9.3} 100.0%  total", total * 1e3 / runs as f64);
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let model = match &args.weights {
@@ -176,6 +202,9 @@ fn run() -> Result<(), String> {
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
         println!("median_ms={:.3} min_ms={:.3} runs={} threads={threads} batch={n}", times[times.len() / 2], times[0], times.len());
+        if args.profile {
+            print_profile(&model, &input, &mut ws, &mut out, runs.max(1))?;
+        }
     }
     if let Some(p) = &args.output {
         io::write(p, &[("output", &out.clone().into_dyn())]).map_err(|e| e.to_string())?;
