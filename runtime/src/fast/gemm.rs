@@ -54,10 +54,21 @@ fn pack_b(b: BSource<'_>, n: usize, k0: usize, kc: usize, n0: usize, nc: usize, 
     let padded = nc.div_ceil(NR) * NR;
     match b {
         BSource::Dense(b) => {
-            for p in 0..kc {
-                let row = &b[(k0 + p) * n + n0..(k0 + p) * n + n0 + nc];
-                put(out, kc, p, 0, Run::Slice(row));
-                put(out, kc, p, nc, Run::Zeros(padded - nc));
+            // Panel by panel: contiguous writes, one 16-float row of B at a time.
+            let full = nc / NR;
+            for j in 0..full {
+                let dst = &mut out[j * kc * NR..(j + 1) * kc * NR];
+                for (p, d) in dst.chunks_exact_mut(NR).enumerate() {
+                    let at = (k0 + p) * n + n0 + j * NR;
+                    copy16(d, &b[at..at + NR]);
+                }
+            }
+            if full * NR < nc {
+                for p in 0..kc {
+                    let at = (k0 + p) * n + n0 + full * NR;
+                    put(out, kc, p, full * NR, Run::Slice(&b[at..at + nc - full * NR]));
+                    put(out, kc, p, nc, Run::Zeros(padded - nc));
+                }
             }
         }
         BSource::Im2col { x, h, w, kernel, params, ow } => {
@@ -97,6 +108,14 @@ fn pack_b(b: BSource<'_>, n: usize, k0: usize, kc: usize, n0: usize, nc: usize, 
     }
 }
 
+/// Copies exactly NR floats (a fixed size, so no call to memcpy).
+#[inline(always)]
+fn copy16(dst: &mut [f32], src: &[f32]) {
+    let d: &mut [f32; NR] = dst.try_into().expect("invariant: a packed row holds NR floats");
+    let s: &[f32; NR] = src.try_into().expect("invariant: a source run of NR floats");
+    *d = *s;
+}
+
 /// Values for consecutive columns of one packed row.
 enum Run<'a> {
     Zeros(usize),
@@ -125,6 +144,7 @@ fn put(out: &mut [f32], kc: usize, p: usize, col: usize, run: Run<'_>) {
         let dst = &mut out[at..at + take];
         match run {
             Run::Zeros(_) => dst.fill(0.0),
+            Run::Slice(s) if take == NR => copy16(dst, &s[done..done + NR]),
             Run::Slice(s) => dst.copy_from_slice(&s[done..done + take]),
             Run::Strided { line, start, step, .. } => {
                 for (i, v) in dst.iter_mut().enumerate() {
