@@ -54,8 +54,12 @@ fn infer(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize
 
 /// Runs `infer`; `portable` forces the portable micro-kernel instead of AVX2+FMA.
 fn infer_with(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize, portable: bool) -> String {
+    infer_env(exe, weights, input, output, threads, &[("RESNETC_PORTABLE", if portable { "1" } else { "0" })])
+}
+
+fn infer_env(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize, env: &[(&str, &str)]) -> String {
     let out = Command::new(exe)
-        .env("RESNETC_PORTABLE", if portable { "1" } else { "0" })
+        .envs(env.iter().copied())
         .args(["--weights", weights.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
         .args(["--threads", &threads.to_string()])
         .output()
@@ -94,6 +98,17 @@ fn emitted_crates_match_pytorch() {
                 check(&format!("{spec_name} ({threads} threads, {path})"), &y, &fx.join(dir).join("io.safetensors"));
             }
         }
+        // The opt-in Winograd path for 3x3 stride-1 convolutions.
+        let y = work.join(format!("{spec_name}-winograd.safetensors"));
+        infer_env(
+            &exe,
+            &fx.join(dir).join("weights.safetensors"),
+            &fx.join(dir).join("io.safetensors"),
+            &y,
+            2,
+            &[("RESNETC_WINOGRAD", "1")],
+        );
+        check(&format!("{spec_name} (2 threads, winograd)"), &y, &fx.join(dir).join("io.safetensors"));
     }
     image_input_is_preprocessed_as_imagenet(&work);
 

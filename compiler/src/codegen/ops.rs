@@ -11,16 +11,18 @@ use quote::quote;
 use super::{comment, usize_lit, CodegenOptions};
 use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool, Transform};
 
-/// The scratch floats the largest convolution needs.
+/// The scratch floats the largest convolution needs (Winograd's buffers, counted whether
+/// or not `RESNETC_WINOGRAD` turns it off at run time).
 pub(super) fn scratch_len(graph: &Graph) -> usize {
+    use resnetc_runtime::fast::winograd;
     graph
         .ids()
         .filter_map(|id| {
             let n = graph.node(id);
             let Op::Conv2d(c) = n.op else { return None };
             let x = graph.node(n.inputs[0]).shape;
-            let p = resnetc_runtime::kernels::Conv2dParams { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups };
-            Some(resnetc_runtime::kernels::conv2d_scratch_len(x.c, c.kernel, n.shape.h * n.shape.w, p))
+            let spec = resnetc_runtime::ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups);
+            Some(if winograd::eligible(&spec) { winograd::scratch_len(&spec) } else { 0 })
         })
         .max()
         .unwrap_or(0)

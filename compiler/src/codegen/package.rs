@@ -19,6 +19,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/fast/microkernel.rs", include_str!("../../../runtime/src/fast/microkernel.rs")),
     ("src/fast/peak.rs", include_str!("../../../runtime/src/fast/peak.rs")),
     ("src/fast/pool.rs", include_str!("../../../runtime/src/fast/pool.rs")),
+    ("src/fast/winograd.rs", include_str!("../../../runtime/src/fast/winograd.rs")),
     ("src/weights.rs", include_str!("../../../runtime/src/weights.rs")),
     ("src/kernels/mod.rs", include_str!("../../../runtime/src/kernels/mod.rs")),
     ("src/kernels/act.rs", include_str!("../../../runtime/src/kernels/act.rs")),

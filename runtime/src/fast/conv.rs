@@ -5,13 +5,16 @@ use super::gemm::{gemm, pack_a, BSource, Epi};
 use crate::kernels::{conv_out, Activation, Conv2dParams};
 use crate::steps::ConvSpec;
 
-/// A convolution's weights in the GEMM's packed layout, one block of panels per group.
+/// A convolution's weights in the GEMM's packed layout, one block of panels per group; or,
+/// for a [`winograd::eligible`](super::winograd::eligible) convolution, its 16 transformed
+/// matrices.
 #[derive(Debug, Clone)]
 pub struct PackedConv {
     data: Vec<f32>,
     /// Rows of A per group (output channels / groups) and columns (C/groups * K * K).
     m: usize,
     k: usize,
+    winograd: bool,
 }
 
 impl PackedConv {
@@ -20,8 +23,11 @@ impl PackedConv {
         let g = spec.params.groups;
         let m = spec.out_channels / g;
         let k = spec.input[0] / g * spec.kernel * spec.kernel;
+        if super::winograd::enabled() && super::winograd::eligible(spec) {
+            return PackedConv { data: super::winograd::pack_weights(weight, spec), m, k, winograd: true };
+        }
         let data = (0..g).flat_map(|gi| pack_a(&weight[gi * m * k..(gi + 1) * m * k], m, k)).collect();
-        PackedConv { data, m, k }
+        PackedConv { data, m, k, winograd: false }
     }
 
     fn group(&self, g: usize) -> &[f32] {
@@ -31,8 +37,8 @@ impl PackedConv {
 }
 
 /// `y = act(conv(x) + bias + residual)` for a batch; `x` is [N, C, H, W] (`n`, `spec.input`).
-/// `pack` holds the GEMM's B buffers (the im2col is gathered while packing; `_cols` is
-/// unused scratch kept for the plain path's signature).
+/// `scratch` holds at least [`scratch_len`] floats; `pack` the GEMM's B buffers (the
+/// im2col is gathered while packing).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
@@ -42,10 +48,14 @@ pub fn conv2d(
     bias: Option<&[f32]>,
     residual: Option<&[f32]>,
     act: Option<Activation>,
-    _cols: &mut [f32],
+    scratch: &mut [f32],
     pack: &mut [f32],
     y: &mut [f32],
 ) {
+    if w.winograd {
+        super::winograd::conv(x, n, spec, &w.data, bias, residual, act, scratch, pack, y);
+        return;
+    }
     let [c, h, wd] = spec.input;
     let p: Conv2dParams = spec.params;
     let (oh, ow) = (conv_out(h, spec.kernel, p), conv_out(wd, spec.kernel, p));
@@ -60,6 +70,15 @@ pub fn conv2d(
             let epi = Epi { bias: bias.map(|v| &v[gi * og..(gi + 1) * og]), residual: residual.map(|r| &r[at..at + og * pixels]), act };
             gemm(og, w.k, pixels, w.group(gi), bmat, &mut y[at..at + og * pixels], epi, pack);
         }
+    }
+}
+
+/// Scratch floats [`conv2d`] needs for `spec`.
+pub fn scratch_len(spec: &ConvSpec) -> usize {
+    if super::winograd::eligible(spec) {
+        super::winograd::scratch_len(spec)
+    } else {
+        0
     }
 }
 

@@ -10,8 +10,9 @@ mod gemm;
 mod microkernel;
 pub mod peak;
 pub mod pool;
+pub mod winograd;
 
-pub use conv::{conv2d, PackedConv};
+pub use conv::{conv2d, scratch_len, PackedConv};
 pub use gemm::{pack_buffer_len, KC, MR, NC, NR};
 
 /// Whether the AVX2+FMA micro-kernel runs: detected once, unless `RESNETC_PORTABLE` is set.
