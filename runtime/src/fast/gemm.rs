@@ -248,12 +248,36 @@ fn block(
                 if let Some(bv) = epi.bias {
                     bias[..rows].copy_from_slice(&bv[i * MR..i * MR + rows]);
                 }
-                for j in 0..nc.div_ceil(NR) {
+                let panels = nc.div_ceil(NR);
+                let full_panels = nc / NR;
+                let mut j = 0;
+                while j < panels {
                     let col = n0 + j * NR;
                     let cols = NR.min(n0 + nc - col);
                     let b_panel = &buf[j * kc * NR..(j + 1) * kc * NR];
                     let at = i * MR * n + col;
                     let res = epi.residual.map_or(std::ptr::null(), |r| r[at..].as_ptr());
+                    #[cfg(target_arch = "x86_64")]
+                    if rows == MR && j + 1 < full_panels && super::microkernel::avx512_enabled() {
+                        let b_next = &buf[(j + 1) * kc * NR..(j + 2) * kc * NR];
+                        // SAFETY: two full panels: the 6x32 tile lies inside C (and the residual).
+                        unsafe {
+                            super::microkernel::tile2_avx512(
+                                kc,
+                                a_panel.as_ptr(),
+                                b_panel.as_ptr(),
+                                b_next.as_ptr(),
+                                c.add(at),
+                                n,
+                                &bias,
+                                res,
+                                ops,
+                            )
+                        };
+                        j += 2;
+                        continue;
+                    }
+                    j += 1;
                     if rows == MR && cols == NR {
                         // SAFETY: the tile lies inside C (and the residual), rows of stride n.
                         unsafe { tile(kc, a_panel.as_ptr(), b_panel.as_ptr(), c.add(at), n, &bias, res, ops) };
