@@ -51,19 +51,6 @@ impl PoolSpec {
     }
 }
 
-/// An output pointer shared by tasks that write disjoint planes.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint ranges and the dispatcher waits for all of them.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
     [n, s[0], s[1], s[2]]
 }
@@ -118,7 +105,7 @@ impl Workspace {
             kernels::max_pool2d_into(x, dims(n, spec.input), spec.params, y);
             return;
         }
-        let out = SharedOut(y.as_mut_ptr());
+        let out = fast::pool::SharedMut::new(y.as_mut_ptr());
         pool.run(&|t| {
             let (p0, p1) = ((t * per).min(planes), ((t + 1) * per).min(planes));
             if p0 < p1 {

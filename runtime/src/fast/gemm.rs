@@ -2,6 +2,7 @@
 //! with A packed once (at load) and B packed per KC x NC block into a per-task buffer.
 
 use super::microkernel::{tile, TileOps};
+use super::pool::SharedMut as Out;
 use crate::kernels::Activation;
 
 /// Rows of A a micro-kernel covers.
@@ -157,19 +158,6 @@ fn put(out: &mut [f32], kc: usize, p: usize, col: usize, run: Run<'_>) {
     }
 }
 
-/// The output pointer, shared by tasks that write disjoint tiles.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// The epilogue of a GEMM.
 #[derive(Clone, Copy)]
 pub(crate) struct Epi<'a> {
@@ -190,7 +178,7 @@ pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: BSource<'_>, c: &
     let m_panels = m.div_ceil(MR);
     // Split columns when there are enough of them, else rows (panels of A).
     let split_n = n >= tasks * NR * 4 || m_panels < tasks;
-    let out = Out(c.as_mut_ptr());
+    let out = Out::new(c.as_mut_ptr());
     let run = |t: usize, buf: &mut [f32]| {
         let (m_range, n_range) = if split_n {
             let per = n.div_ceil(tasks).div_ceil(NR) * NR;
@@ -207,7 +195,7 @@ pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: BSource<'_>, c: &
     if tasks == 1 {
         run(0, &mut pack[..pack_buffer_len()]);
     } else {
-        let bufs = Out(pack.as_mut_ptr());
+        let bufs = Out::new(pack.as_mut_ptr());
         pool.run(&|t| {
             if t < tasks {
                 // SAFETY: task t alone uses the t-th buffer of `pack`, which holds `tasks` of them.
@@ -232,7 +220,7 @@ fn block(
     m_range: (usize, usize),
     n_range: (usize, usize),
 ) {
-    let c = out.0;
+    let c = out.get();
     let mut n0 = n_range.0;
     while n0 < n_range.1 {
         let nc = NC.min(n_range.1 - n0);

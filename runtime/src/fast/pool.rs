@@ -7,6 +7,24 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
+/// A pointer to a buffer that a pool job's tasks write in disjoint parts.
+#[derive(Clone, Copy)]
+pub struct SharedMut(*mut f32);
+// SAFETY: tasks write disjoint ranges, and `Pool::run` returns only when all have finished.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    pub fn new(p: *mut f32) -> SharedMut {
+        SharedMut(p)
+    }
+
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A borrowed job, lifetime-erased while workers run it (the dispatcher waits for them).
 #[derive(Clone, Copy)]
 struct Job(*const (dyn Fn(usize) + Sync));

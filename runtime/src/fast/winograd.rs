@@ -6,6 +6,7 @@
 //! the parity tolerance. Opt-in: see [`enabled`].
 
 use super::gemm::{gemm, pack_a, BSource, Epi, MR};
+use super::pool::SharedMut;
 use crate::kernels::Activation;
 use crate::steps::ConvSpec;
 
@@ -94,7 +95,7 @@ pub fn conv(
     for b in 0..n {
         let xs = &x[b * c * h * w..(b + 1) * c * h * w];
         // Input transform, channels split over the threads: V[e][ci][tile] = (B^T d B)[e].
-        let vp = Shared(v.as_mut_ptr());
+        let vp = SharedMut::new(v.as_mut_ptr());
         pool.run(&|task| {
             let per = c.div_ceil(threads);
             for ci in (task * per).min(c)..((task + 1) * per).min(c) {
@@ -119,7 +120,7 @@ pub fn conv(
             );
         }
         // Output transform with the epilogue, output channels split over the threads.
-        let yp = Shared(y[b * o * oh * ow..].as_mut_ptr());
+        let yp = SharedMut::new(y[b * o * oh * ow..].as_mut_ptr());
         let rs = residual.map(|r| &r[b * o * oh * ow..(b + 1) * o * oh * ow]);
         let m = &*m;
         pool.run(&|task| {
@@ -132,19 +133,6 @@ pub fn conv(
                 output_transform(&mrow, bias.map_or(0.0, |bv| bv[oc]), res, act, oh, ow, th, tw, plane);
             }
         });
-    }
-}
-
-/// A pointer shared by tasks that write disjoint parts.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: tasks write disjoint ranges; the dispatcher waits for all of them.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
