@@ -29,11 +29,18 @@ pub fn derive_weights(graph: &Graph, weights: &Weights) -> HashMap<String, Vec<f
     for t in &graph.transforms {
         let get = |k: &str, d: &HashMap<String, Vec<f32>>| d.get(k).cloned().unwrap_or_else(|| weights.data(k).to_vec());
         match t {
-            Transform::FoldBn { weight, bias, bn, eps, out_weight, out_bias } => {
+            Transform::FoldBn { weight, bias, bn, eps, input_groups, out_weight, out_bias } => {
                 let w = get(weight, &derived);
                 let b = bias.as_deref().map(|k| get(k, &derived));
                 let bn = bn.clone().map(|k| get(&k, &derived));
-                let (fw, fb) = kernels::fold_batch_norm(&w, b.as_deref(), [&bn[0], &bn[1], &bn[2], &bn[3]], *eps);
+                let bn = [&bn[0][..], &bn[1][..], &bn[2][..], &bn[3][..]];
+                let (fw, fb) = match *input_groups {
+                    0 => kernels::fold_batch_norm(&w, b.as_deref(), bn, *eps),
+                    g => {
+                        let out_channels = crate::ir::transform::shape_of(graph, weight)[0];
+                        kernels::fold_batch_norm_input(&w, b.as_deref(), out_channels, bn, *eps, g)
+                    }
+                };
                 derived.insert(out_weight.clone(), fw);
                 derived.insert(out_bias.clone(), fb);
             }

@@ -35,11 +35,19 @@ pub fn load_table(file: &WeightFile, table: &[(&str, &[usize])], opts: &LoadOpti
     Ok(expected.iter().map(|(k, _)| w.take(k)).collect())
 }
 
-/// Applies batch-norm folds in order: each row (weight, bias, [gamma, beta, mean, var], eps)
-/// indexes `w` and appends the folded weight and bias to it.
-pub fn fold_all(w: &mut Vec<Vec<f32>>, folds: &[(usize, Option<usize>, [usize; 4], f32)]) {
-    for &(wt, bias, bn, eps) in folds {
-        let (fw, fb) = crate::kernels::fold_batch_norm(&w[wt], bias.map(|b| w[b].as_slice()), bn.map(|i| w[i].as_slice()), eps);
+/// One batch-norm fold: weight, bias, [gamma, beta, mean, var], eps, as indices into the
+/// weights, then the conv's output channels and, for a bn before the conv, its groups (0 for
+/// a bn after it).
+pub type Fold = (usize, Option<usize>, [usize; 4], f32, usize, usize);
+
+/// Applies batch-norm folds in order, appending each folded weight and bias to `w`.
+pub fn fold_all(w: &mut Vec<Vec<f32>>, folds: &[Fold]) {
+    for &(wt, bias, bn, eps, out_channels, input_groups) in folds {
+        let (b, bn) = (bias.map(|b| w[b].as_slice()), bn.map(|i| w[i].as_slice()));
+        let (fw, fb) = match input_groups {
+            0 => crate::kernels::fold_batch_norm(&w[wt], b, bn, eps),
+            g => crate::kernels::fold_batch_norm_input(&w[wt], b, out_channels, bn, eps, g),
+        };
         w.push(fw);
         w.push(fb);
     }

@@ -152,8 +152,9 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
             /// The arena's floats per sample.
             const ARENA: usize = #arena;
             /// Batch norms folded into convolutions at load: (weight, bias, [gamma, beta,
-            /// mean, var], eps), indices into the weights.
-            const FOLDS: [(usize, Option<usize>, [usize; 4], f32); #n_folds] = [#folds];
+            /// mean, var], eps, out channels, groups of a bn before the conv or 0), indices
+            /// into the weights.
+            const FOLDS: [#rt::model::Fold; #n_folds] = [#folds];
             /// Floats of scratch the convolutions share.
             const SCRATCH: usize = #scratch;
 

@@ -218,7 +218,9 @@ pub(super) fn emit_folds(graph: &Graph) -> (usize, TokenStream) {
         .transforms
         .iter()
         .map(|t| match t {
-            Transform::FoldBn { weight, bias, bn, eps, .. } => {
+            Transform::FoldBn { weight, bias, bn, eps, input_groups, .. } => {
+                let oc = usize_lit(crate::ir::transform::shape_of(graph, weight)[0]);
+                let groups = usize_lit(*input_groups);
                 let wt = at(weight);
                 let b = match bias {
                     Some(b) => {
@@ -228,7 +230,7 @@ pub(super) fn emit_folds(graph: &Graph) -> (usize, TokenStream) {
                     None => quote!(None),
                 };
                 let [g, be, m, v] = [&bn[0], &bn[1], &bn[2], &bn[3]].map(|k| at(k));
-                quote!((#wt, #b, [#g, #be, #m, #v], #eps))
+                quote!((#wt, #b, [#g, #be, #m, #v], #eps, #oc, #groups))
             }
         })
         .collect();

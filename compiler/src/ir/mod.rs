@@ -7,7 +7,7 @@
 mod dump;
 mod op;
 mod rewrite;
-mod transform;
+pub mod transform;
 
 pub use op::{Act, Conv, Op, Pool, ShortcutKind};
 pub use transform::Transform;

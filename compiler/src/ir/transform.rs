@@ -6,15 +6,17 @@ use super::{Graph, ParamRole, ParamSlot};
 /// One load-time step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transform {
-    /// Folds an inference batch norm into the conv before it:
-    /// `W' = W * s`, `b' = (b - mean) * s + beta` with `s = gamma / sqrt(var + eps)` per
-    /// output channel.
+    /// Folds an inference batch norm into a conv, with `s = gamma / sqrt(var + eps)` and
+    /// `t = beta - mean * s`. After the conv (`input_groups == 0`), per output channel:
+    /// `W' = W * s`, `b' = b * s + t`. Before it (`input_groups` = the conv's groups; exact
+    /// only without padding), per input channel: `W' = W * s`, `b' = b + sum(W * t)`.
     FoldBn {
         weight: String,
         bias: Option<String>,
         /// gamma, beta, running mean, running variance.
         bn: [String; 4],
         eps: f32,
+        input_groups: usize,
         out_weight: String,
         out_bias: String,
     },
@@ -50,8 +52,9 @@ impl Transform {
     /// One line for dumps.
     pub fn describe(&self) -> String {
         match self {
-            Transform::FoldBn { weight, bn, out_weight, out_bias, .. } => {
-                format!("fold_bn {weight} with {} -> {out_weight}, {out_bias}", bn[0].trim_end_matches(".weight"))
+            Transform::FoldBn { weight, bn, input_groups, out_weight, out_bias, .. } => {
+                let side = if *input_groups == 0 { "" } else { " (before the conv)" };
+                format!("fold_bn {weight} with {}{side} -> {out_weight}, {out_bias}", bn[0].trim_end_matches(".weight"))
             }
         }
     }

@@ -179,6 +179,40 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, p: Conv2dParams, oh
     }
 }
 
+/// Folds an inference batch norm over a conv's *input* channels (the conv reads `bn(x)`)
+/// into its weight [O, C/groups, K, K] and bias: `W' = W * s[c]`, `b'[o] = b[o] + sum(W * t[c])`
+/// with `s = gamma / sqrt(var + eps)`, `t = beta - mean * s`. Exact when the conv has no
+/// padding (padded zeros would otherwise stand for `t`).
+pub fn fold_batch_norm_input(
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out_channels: usize,
+    bn: [&[f32]; 4],
+    eps: f32,
+    groups: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let [gamma, beta, mean, var] = bn;
+    let c = gamma.len();
+    let (cg, og) = (c / groups, out_channels / groups);
+    let kk = weight.len() / (out_channels * cg).max(1);
+    let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    let mut w = weight.to_vec();
+    let mut b: Vec<f32> = (0..out_channels).map(|o| bias.map_or(0.0, |b| b[o])).collect();
+    for o in 0..out_channels {
+        let group = o / og;
+        for i in 0..cg {
+            let ch = group * cg + i;
+            for k in 0..kk {
+                let at = (o * cg + i) * kk + k;
+                b[o] += weight[at] * shift[ch];
+                w[at] = weight[at] * scale[ch];
+            }
+        }
+    }
+    (w, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +274,20 @@ mod tests {
         let want = (&plain + &r).mapv(|v| v.max(0.0));
         let got = conv2d_fused(x.view(), &wt, 6, 3, Some(&bias), p, Some(r.view()), Some(Activation::Relu));
         assert_close(&got, &want);
+    }
+
+    #[test]
+    fn folding_a_preceding_batch_norm_equals_bn_then_conv() {
+        let x = Array4::from_shape_vec((1, 4, 5, 5), seq(100, 14)).unwrap();
+        let wt = seq(6 * 2 * 9, 15);
+        let bias = seq(6, 16);
+        let p = Conv2dParams { stride: 2, padding: 0, dilation: 1, groups: 2 };
+        let (gamma, beta, mean) = (seq(4, 17), seq(4, 18), seq(4, 19));
+        let var: Vec<f32> = seq(4, 20).iter().map(|v| v.abs() + 0.5).collect();
+        let normed = crate::kernels::batch_norm(x.view(), &gamma, &beta, &mean, &var, 1e-5);
+        let want = conv2d(normed.view(), &wt, 6, 3, Some(&bias), p);
+        let (fw, fb) = fold_batch_norm_input(&wt, Some(&bias), 6, [&gamma, &beta, &mean, &var], 1e-5, 2);
+        assert_close(&conv2d(x.view(), &fw, 6, 3, Some(&fb), p), &want);
     }
 
     #[test]

@@ -11,7 +11,9 @@ mod norm;
 mod pool;
 
 pub use act::{activation, activation_into, Activation};
-pub use conv::{conv2d, conv2d_fused, conv2d_into, conv2d_scratch_len, conv_out, fold_batch_norm, Conv2dParams, Epilogue};
+pub use conv::{
+    conv2d, conv2d_fused, conv2d_into, conv2d_scratch_len, conv_out, fold_batch_norm, fold_batch_norm_input, Conv2dParams, Epilogue,
+};
 pub use dense::{add, add_into, flatten, linear, linear_into, pad_channels, pad_channels_into, softmax, softmax_into};
 pub use norm::{batch_norm, batch_norm_into};
 pub use pool::{avg_pool2d, avg_pool2d_into, global_avg_pool, global_avg_pool_into, max_pool2d, max_pool2d_into, pool_out, PoolParams};
