@@ -33,3 +33,19 @@ pub fn write(path: &Path, tensors: &[(&str, &ArrayD<f32>)]) -> Result<(), Weight
         .collect();
     safetensors::serialize_to_file(views, &None, path).map_err(|e| WeightError::Io { path: path.to_path_buf(), reason: e.to_string() })
 }
+
+/// Restores the default SIGPIPE action, so that a command-line program piped into `head`
+/// ends quietly instead of panicking on its next write (Rust ignores SIGPIPE by default).
+/// Call it first thing in `main`, before any thread starts.
+pub fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resetting a signal to its default action before any thread is started.
+        unsafe { signal(SIGPIPE, SIG_DFL) };
+    }
+}

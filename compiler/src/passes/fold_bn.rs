@@ -15,91 +15,65 @@ pub fn run(graph: &mut Graph) -> PassReport {
     let mut folded = 0;
     for id in graph.ids() {
         let Op::BatchNorm { eps } = graph.node(id).op else { continue };
-        let src = graph.node(id).inputs[0];
-        let Op::Conv2d(conv) = graph.node(src).op else {
-            if fold_into_next(graph, id, eps, &users) {
-                keep[id.index()] = false;
-                forward[id.index()] = src;
-                folded += 1;
-            }
-            continue;
-        };
-        if users[src.index()] != 1 || conv.residual || conv.act.is_some() {
-            if fold_into_next(graph, id, eps, &users) {
-                keep[id.index()] = false;
-                forward[id.index()] = src;
-                folded += 1;
-            }
-            continue;
-        }
-        let key = |node: NodeId, role: ParamRole| graph.node(node).params.iter().find(|p| p.role == role).map(|p| p.key.clone());
-        let bn = [ParamRole::Weight, ParamRole::Bias, ParamRole::RunningMean, ParamRole::RunningVar]
-            .map(|r| key(id, r).expect("invariant: batch norm has four slots"));
-        let weight = key(src, ParamRole::Weight).expect("invariant: a conv has a weight");
-        let bias = key(src, ParamRole::Bias);
-        let bn_name = graph.node(id).name.clone();
-        let out_weight = format!("{weight}+{bn_name}");
-        let out_bias = format!("{}.bias+{bn_name}", graph.node(src).name);
-        let shape = graph.node(src).params[0].shape.clone();
-        graph.transforms.push(Transform::FoldBn {
-            weight,
-            bias,
-            bn,
-            eps,
-            input_groups: 0,
-            out_weight: out_weight.clone(),
-            out_bias: out_bias.clone(),
-        });
-        let node = &mut graph.nodes[src.index()];
-        node.op = Op::Conv2d(crate::ir::Conv { bias: true, ..conv });
-        node.params = vec![
-            ParamSlot { key: out_weight, role: ParamRole::Weight, shape: shape.clone() },
-            ParamSlot { key: out_bias, role: ParamRole::Bias, shape: vec![shape[0]] },
-        ];
+        let Some((conv, input_groups)) = target(graph, id, &users) else { continue };
+        fold(graph, id, conv, input_groups, eps);
         keep[id.index()] = false;
-        forward[id.index()] = src;
+        forward[id.index()] = graph.node(id).inputs[0];
         folded += 1;
     }
     graph.rebuild(&keep, &forward);
     PassReport { pass: "fold_bn", changed: folded, summary: format!("folded {folded} batch norms into convolutions") }
 }
 
-/// Folds batch norm `bn` into the convolution that is its only reader, when that reads it
-/// as its main input and has no padding. Returns whether it did.
-fn fold_into_next(graph: &mut Graph, bn: NodeId, eps: f32, users: &[usize]) -> bool {
+/// The convolution batch norm `bn` folds into, and the side: `(conv, 0)` for the conv before
+/// it (whose only reader it is, with no epilogue yet), `(conv, groups)` for an unpadded conv
+/// after it that is its only reader and reads it as its main input.
+fn target(graph: &Graph, bn: NodeId, users: &[usize]) -> Option<(NodeId, usize)> {
+    let src = graph.node(bn).inputs[0];
+    if let Op::Conv2d(c) = graph.node(src).op {
+        if users[src.index()] == 1 && !c.residual && c.act.is_none() {
+            return Some((src, 0));
+        }
+    }
     if users[bn.index()] != 1 || graph.output == bn {
-        return false;
+        return None;
     }
-    let Some(next) = graph.ids().find(|&i| graph.node(i).inputs.contains(&bn)) else { return false };
-    let Op::Conv2d(conv) = graph.node(next).op else { return false };
-    if conv.padding != 0 || graph.node(next).inputs[0] != bn || graph.node(next).inputs.iter().filter(|&&i| i == bn).count() != 1 {
-        return false;
-    }
+    let next = graph.ids().find(|&i| graph.node(i).inputs.contains(&bn))?;
+    let Op::Conv2d(c) = graph.node(next).op else { return None };
+    let inputs = &graph.node(next).inputs;
+    (c.padding == 0 && inputs[0] == bn && inputs.iter().filter(|&&i| i == bn).count() == 1).then_some((next, c.groups))
+}
+
+/// Adds the load-time fold of `bn` into `conv` (after it when `input_groups` is 0, else
+/// before it) and makes the conv read the derived weight and bias.
+fn fold(graph: &mut Graph, bn: NodeId, conv: NodeId, input_groups: usize, eps: f32) {
     let key = |node: NodeId, role: ParamRole| graph.node(node).params.iter().find(|p| p.role == role).map(|p| p.key.clone());
     let bn_keys = [ParamRole::Weight, ParamRole::Bias, ParamRole::RunningMean, ParamRole::RunningVar]
         .map(|r| key(bn, r).expect("invariant: batch norm has four slots"));
-    let weight = key(next, ParamRole::Weight).expect("invariant: a conv has a weight");
-    let bias = key(next, ParamRole::Bias);
-    let bn_name = graph.node(bn).name.clone();
-    let out_weight = format!("{bn_name}+{weight}");
-    let out_bias = format!("{bn_name}+{}.bias", graph.node(next).name);
-    let shape = graph.node(next).params[0].shape.clone();
+    let weight = key(conv, ParamRole::Weight).expect("invariant: a conv has a weight");
+    let bias = key(conv, ParamRole::Bias);
+    let (bn_name, conv_name) = (graph.node(bn).name.clone(), graph.node(conv).name.clone());
+    let (out_weight, out_bias) = match input_groups {
+        0 => (format!("{weight}+{bn_name}"), format!("{conv_name}.bias+{bn_name}")),
+        _ => (format!("{bn_name}+{weight}"), format!("{bn_name}+{conv_name}.bias")),
+    };
+    let shape = graph.node(conv).params[0].shape.clone();
     graph.transforms.push(Transform::FoldBn {
         weight,
         bias,
         bn: bn_keys,
         eps,
-        input_groups: conv.groups,
+        input_groups,
         out_weight: out_weight.clone(),
         out_bias: out_bias.clone(),
     });
-    let node = &mut graph.nodes[next.index()];
-    node.op = Op::Conv2d(crate::ir::Conv { bias: true, ..conv });
+    let node = &mut graph.nodes[conv.index()];
+    let Op::Conv2d(c) = node.op else { unreachable!("invariant: the target is a conv") };
+    node.op = Op::Conv2d(crate::ir::Conv { bias: true, ..c });
     node.params = vec![
         ParamSlot { key: out_weight, role: ParamRole::Weight, shape: shape.clone() },
         ParamSlot { key: out_bias, role: ParamRole::Bias, shape: vec![shape[0]] },
     ];
-    true
 }
 
 #[cfg(test)]
