@@ -49,14 +49,10 @@ fn build_at(dir: &Path) -> PathBuf {
 }
 
 fn infer(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize) -> String {
-    infer_with(exe, weights, input, output, threads, false)
+    infer_env(exe, weights, input, output, threads, &[])
 }
 
 /// Runs `infer`; `portable` forces the portable micro-kernel instead of AVX2+FMA.
-fn infer_with(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize, portable: bool) -> String {
-    infer_env(exe, weights, input, output, threads, &[("RESNETC_PORTABLE", if portable { "1" } else { "0" })])
-}
-
 fn infer_env(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize, env: &[(&str, &str)]) -> String {
     let out = Command::new(exe)
         .envs(env.iter().copied())
@@ -90,25 +86,16 @@ fn emitted_crates_match_pytorch() {
     let fx = fixtures();
     for (spec_name, dir) in [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")] {
         let exe = build(spec_name, &work.join(spec_name));
+        // Every micro-kernel path: the widest the machine has (AVX-512 here), AVX2+FMA, and
+        // the portable one; each on 1 and 2 threads.
         for threads in [1, 2] {
-            for portable in [false, true] {
-                let y = work.join(format!("{spec_name}-{threads}-{portable}.safetensors"));
-                infer_with(&exe, &fx.join(dir).join("weights.safetensors"), &fx.join(dir).join("io.safetensors"), &y, threads, portable);
-                let path = if portable { "portable" } else { "simd" };
-                check(&format!("{spec_name} ({threads} threads, {path})"), &y, &fx.join(dir).join("io.safetensors"));
+            for (path, env) in [("widest", vec![]), ("avx2", vec![("RESNETC_AVX512", "0")]), ("portable", vec![("RESNETC_PORTABLE", "1")])] {
+                let y = work.join(format!("{spec_name}-{threads}-{path}.safetensors"));
+                let (weights, io) = (fx.join(dir).join("weights.safetensors"), fx.join(dir).join("io.safetensors"));
+                infer_env(&exe, &weights, &io, &y, threads, &env);
+                check(&format!("{spec_name} ({threads} threads, {path})"), &y, &io);
             }
         }
-        // The opt-in Winograd path for 3x3 stride-1 convolutions.
-        let y = work.join(format!("{spec_name}-winograd.safetensors"));
-        infer_env(
-            &exe,
-            &fx.join(dir).join("weights.safetensors"),
-            &fx.join(dir).join("io.safetensors"),
-            &y,
-            2,
-            &[("RESNETC_WINOGRAD", "1")],
-        );
-        check(&format!("{spec_name} (2 threads, winograd)"), &y, &fx.join(dir).join("io.safetensors"));
     }
     image_input_is_preprocessed_as_imagenet(&work);
 

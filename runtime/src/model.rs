@@ -78,8 +78,8 @@ pub struct Workspace {
     offsets: Vec<usize>,
     lens: Vec<usize>,
     scratch: Vec<f32>,
-    /// The fast GEMM's B-packing buffers, one per thread.
-    pack: Vec<f32>,
+    /// The output in NCHW order, when it is a feature map (values are NHWC inside).
+    out: Vec<f32>,
     n: usize,
     /// Per-node seconds, accumulated while profiling is on.
     profile: Option<Profile>,
@@ -100,7 +100,7 @@ impl Workspace {
 
     /// Checks `input` against `shape`, sizes the arena for its batch (value `i` lives at
     /// `N * offsets[i]`, `N * lens[i]` floats; the arena only ever grows), and copies the
-    /// input into value 0. Returns the batch size N.
+    /// input into value 0, in NHWC. Returns the batch size N.
     pub fn begin(
         &mut self,
         input: ArrayView4<f32>,
@@ -125,10 +125,6 @@ impl Workspace {
         if self.scratch.len() < scratch {
             self.scratch.resize(scratch, 0.0);
         }
-        let pack = crate::fast::pool::global().threads() * crate::fast::pack_buffer_len();
-        if self.pack.len() < pack {
-            self.pack.resize(pack, 0.0);
-        }
         self.n = n;
         if let Some(p) = &mut self.profile {
             if p.seconds.len() != lens.len() {
@@ -139,8 +135,11 @@ impl Workspace {
         let (start, end) = self.region(0);
         let dst = &mut self.arena[start..end];
         match input.as_slice() {
-            Some(s) => dst.copy_from_slice(s),
-            None => dst.iter_mut().zip(input.iter()).for_each(|(d, s)| *d = *s),
+            Some(s) => crate::fast::nhwc::to_nhwc(s, [n, c, h, w], dst),
+            None => {
+                let nhwc = input.permuted_axes([0, 2, 3, 1]);
+                dst.iter_mut().zip(nhwc.iter()).for_each(|(d, s)| *d = *s);
+            }
         }
         Ok(n)
     }
@@ -153,12 +152,6 @@ impl Workspace {
     /// The buffers of one step: the inputs (read), the output (written) and the scratch.
     /// The plan guarantees that the output's region is disjoint from the inputs'.
     pub fn step<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32]) {
-        let (ins, y, scratch, _) = self.step_packed(inputs, out);
-        (ins, y, scratch)
-    }
-
-    /// [`Workspace::step`], with the fast GEMM's packing buffers as well.
-    pub fn step_packed<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32], &mut [f32]) {
         if let Some(p) = &mut self.profile {
             p.lap(Some(out));
         }
@@ -175,7 +168,7 @@ impl Workspace {
                 &right[a - o1..b - o1]
             }
         });
-        (ins, y, &mut self.scratch, &mut self.pack)
+        (ins, y, &mut self.scratch)
     }
 
     /// The batch size of the current pass.
@@ -204,14 +197,23 @@ impl Workspace {
         }
     }
 
-    /// Value `id` as [N, features].
-    pub fn output(&self, id: usize) -> ArrayView2<'_, f32> {
+    /// Value `id`, of shape `shape` ([C, H, W]) a sample, as [N, features] in PyTorch's
+    /// (NCHW) order.
+    pub fn output(&mut self, id: usize, shape: [usize; 3]) -> ArrayView2<'_, f32> {
         let (a, b) = self.region(id);
-        ArrayView2::from_shape((self.n, self.lens[id]), &self.arena[a..b]).expect("invariant: the region holds N values")
+        let (n, len) = (self.n, self.lens[id]);
+        let values = if shape[1] * shape[2] == 1 {
+            &self.arena[a..b]
+        } else {
+            self.out.resize(n * len, 0.0);
+            crate::fast::nhwc::to_nchw(&self.arena[a..b], [n, shape[0], shape[1], shape[2]], &mut self.out);
+            &self.out
+        };
+        ArrayView2::from_shape((n, len), values).expect("invariant: the region holds N values")
     }
 
     /// Bytes held by the arena and the scratch.
     pub fn bytes(&self) -> usize {
-        (self.arena.capacity() + self.scratch.capacity() + self.pack.capacity()) * 4
+        (self.arena.capacity() + self.scratch.capacity() + self.out.capacity()) * 4
     }
 }

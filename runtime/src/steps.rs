@@ -1,8 +1,10 @@
 //! The steps a generated model calls, one a node: each reads values of the [`Workspace`] by
 //! node index, writes one, and calls the kernel with the static shapes the compiler put in
-//! its descriptor.
+//! its descriptor. Feature maps are NHWC here ([`Workspace::begin`] and
+//! [`Workspace::output`] change the layout at the edges); shapes are still given as
+//! PyTorch's [C, H, W].
 
-use crate::fast::{self, PackedConv};
+use crate::fast::{self, nhwc, Epilogue, PackedConv};
 use crate::kernels::{self, Activation, Conv2dParams, PoolParams};
 use crate::model::Workspace;
 
@@ -57,27 +59,26 @@ fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
 
 impl Workspace {
     /// Value `y` = act(conv(value `x`) + bias), the activation being the spec's, if any,
-    /// through the fast GEMM with weights packed at load.
+    /// straight from the NHWC input against weights packed at load.
     pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let n = self.batch();
-        let ([x], y, cols, pack) = self.step_packed([x], y);
-        fast::conv2d(x, n, spec, weight, bias, None, spec.act, cols, pack, y);
+        let ([x], y, zeros) = self.step([x], y);
+        fast::conv(x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, zeros, y);
     }
 
     /// Value `y` = act(conv(value `x`) + bias + value `residual`): a convolution with the
     /// residual add fused into its epilogue.
     pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let n = self.batch();
-        let ([x, r], y, cols, pack) = self.step_packed([x, residual], y);
-        fast::conv2d(x, n, spec, weight, bias, Some(r), spec.act, cols, pack, y);
+        let ([x, r], y, zeros) = self.step([x, residual], y);
+        fast::conv(x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, zeros, y);
     }
 
-    /// Value `y` = batch norm of value `x` ([N, `channels`, ...]); `p` = weight, bias,
+    /// Value `y` = batch norm of value `x` (`channels` a pixel); `p` = weight, bias,
     /// running mean, running variance.
     pub fn batch_norm(&mut self, x: usize, y: usize, channels: usize, eps: f32, p: [&[f32]; 4]) {
-        let (n, len) = (self.batch(), self.len(x));
         let ([x], y, _) = self.step([x], y);
-        kernels::batch_norm_into(x, [n, channels, len / channels, 1], p[0], p[1], p[2], p[3], eps, y);
+        nhwc::batch_norm(x, channels, p, eps, y);
     }
 
     /// Value `y` = `act`(value `x`).
@@ -92,41 +93,24 @@ impl Workspace {
         kernels::add_into(a, b, y);
     }
 
-    /// Max pooling, its planes split over the pool's threads.
+    /// Max pooling, its output rows split over the pool's threads.
     pub fn max_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {
         let n = self.batch();
         let ([x], y, _) = self.step([x], y);
-        let [c, h, w] = spec.input;
-        let (oh, ow) = (kernels::pool_out(h, spec.params), kernels::pool_out(w, spec.params));
-        let planes = n * c;
-        let pool = fast::pool::global();
-        let per = planes.div_ceil(pool.threads());
-        if pool.threads() == 1 || planes * oh * ow < 50_000 {
-            kernels::max_pool2d_into(x, dims(n, spec.input), spec.params, y);
-            return;
-        }
-        let out = fast::pool::SharedMut::new(y.as_mut_ptr());
-        pool.run(&|t| {
-            let (p0, p1) = ((t * per).min(planes), ((t + 1) * per).min(planes));
-            if p0 < p1 {
-                // SAFETY: task t alone writes planes [p0, p1) of the output.
-                let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(p0 * oh * ow), (p1 - p0) * oh * ow) };
-                kernels::max_pool2d_into(&x[p0 * h * w..p1 * h * w], [1, p1 - p0, h, w], spec.params, ys);
-            }
-        });
+        nhwc::max_pool(x, dims(n, spec.input), spec.params, y);
     }
 
     pub fn avg_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {
         let n = self.batch();
         let ([x], y, _) = self.step([x], y);
-        kernels::avg_pool2d_into(x, dims(n, spec.input), spec.params, y);
+        nhwc::avg_pool(x, dims(n, spec.input), spec.params, y);
     }
 
-    /// Value `y` [N, C] = the mean of each of the `channels` planes of value `x`.
+    /// Value `y` [N, C] = the mean of each of the `channels` of value `x`.
     pub fn global_avg_pool(&mut self, x: usize, y: usize, channels: usize) {
         let (n, len) = (self.batch(), self.len(x));
         let ([x], y, _) = self.step([x], y);
-        kernels::global_avg_pool_into(x, [n, channels, len / channels, 1], y);
+        nhwc::global_avg_pool(x, [n, channels, len / channels, 1], y);
     }
 
     /// Value `y` = value `x` (flattened) times `weight`^T plus `bias`.
@@ -140,19 +124,24 @@ impl Workspace {
     pub fn pad_channels(&mut self, x: usize, y: usize, input: [usize; 3], before: usize, after: usize, stride: usize) {
         let n = self.batch();
         let ([x], y, _) = self.step([x], y);
-        kernels::pad_channels_into(x, dims(n, input), before, after, stride, y);
+        nhwc::pad_channels(x, dims(n, input), before, after, stride, y);
     }
 
-    /// Value `y` = softmax over the `channels` of value `x`.
+    /// Value `y` = softmax over the `channels` of value `x` (contiguous in NHWC).
     pub fn softmax(&mut self, x: usize, y: usize, channels: usize) {
         let (n, len) = (self.batch(), self.len(x));
         let ([x], y, _) = self.step([x], y);
-        kernels::softmax_into(x, [n, channels, len / channels, 1], y);
+        kernels::softmax_into(x, [n * len / channels, channels, 1, 1], y);
     }
 
-    /// Value `y` = value `x` (flatten: the layout is already flat).
-    pub fn copy(&mut self, x: usize, y: usize) {
+    /// Value `y` = value `x` ([C, H, W] = `input` a sample) flattened in PyTorch's order.
+    pub fn flatten(&mut self, x: usize, y: usize, input: [usize; 3]) {
+        let n = self.batch();
         let ([x], y, _) = self.step([x], y);
-        y.copy_from_slice(x);
+        if input[1] * input[2] == 1 {
+            y.copy_from_slice(x);
+        } else {
+            nhwc::to_nchw(x, dims(n, input), y);
+        }
     }
 }

@@ -169,7 +169,7 @@ pub fn main() -> ExitCode {
         Command::Peak { threads } => {
             use resnetc_runtime::fast;
             let t = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let kind = if fast::simd_enabled() { "AVX2+FMA" } else { "portable" };
+            let kind = fast::kernel_name();
             let one = fast::peak::peak_gflops(1, 200_000_000);
             let all = fast::peak::peak_gflops(t, 200_000_000);
             println!("peak_gflops_1_thread={one:.1} peak_gflops_{t}_threads={all:.1} kernel={kind}");

@@ -11,10 +11,8 @@ use quote::quote;
 use super::{comment, usize_lit, CodegenOptions};
 use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool, Transform};
 
-/// The scratch floats the largest convolution needs (Winograd's buffers, counted whether
-/// or not `RESNETC_WINOGRAD` turns it off at run time).
+/// The scratch floats the largest convolution needs (the zeros its padding taps read).
 pub(super) fn scratch_len(graph: &Graph) -> usize {
-    use resnetc_runtime::fast::winograd;
     graph
         .ids()
         .filter_map(|id| {
@@ -22,7 +20,7 @@ pub(super) fn scratch_len(graph: &Graph) -> usize {
             let Op::Conv2d(c) = n.op else { return None };
             let x = graph.node(n.inputs[0]).shape;
             let spec = resnetc_runtime::ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups);
-            Some(if winograd::eligible(&spec) { winograd::scratch_len(&spec) } else { 0 })
+            Some(resnetc_runtime::fast::scratch_len(&spec))
         })
         .max()
         .unwrap_or(0)
@@ -148,7 +146,7 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                 let c = usize_lit(input.c);
                 quote!(ws.global_avg_pool(#x, #y, #c);)
             }
-            Op::Flatten => quote!(ws.copy(#x, #y);),
+            Op::Flatten => quote!(ws.flatten(#x, #y, #shape);),
             Op::Linear { .. } => emit_linear(&params, id, &x, &y),
             Op::PadChannels { before, after, stride } => {
                 let [b, a, s] = [*before, *after, *stride].map(usize_lit);

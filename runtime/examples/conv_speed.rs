@@ -1,0 +1,54 @@
+//! Times the direct NHWC convolution on ResNet-50's layer shapes and states each as a share
+//! of this machine's measured FMA peak:
+//! `cargo run --release -p resnetc-runtime --example conv_speed [threads]`.
+use resnetc_runtime::fast::{self, Epilogue, PackedConv};
+use resnetc_runtime::kernels::Activation;
+use resnetc_runtime::ConvSpec;
+use std::time::Instant;
+
+fn main() {
+    let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    resnetc_runtime::model::set_threads(threads).expect("first use of the pool");
+    let peak = fast::peak::peak_gflops(threads, 100_000_000);
+    println!("kernel {}, {threads} thread(s), peak {peak:.1} GFLOP/s", fast::kernel_name());
+    for (c, h, o, k, s, p) in [
+        (3, 224, 64, 7, 2, 3),
+        (64, 56, 64, 1, 1, 0),
+        (64, 56, 64, 3, 1, 1),
+        (64, 56, 256, 1, 1, 0),
+        (256, 56, 64, 1, 1, 0),
+        (128, 56, 128, 3, 2, 1),
+        (128, 28, 128, 3, 1, 1),
+        (512, 28, 128, 1, 1, 0),
+        (256, 14, 256, 3, 1, 1),
+        (1024, 14, 256, 1, 1, 0),
+        (512, 7, 512, 3, 1, 1),
+        (2048, 7, 512, 1, 1, 0),
+        (512, 7, 2048, 1, 1, 0),
+        (256, 56, 512, 1, 2, 0),
+    ] {
+        let spec = ConvSpec::new([c, h, h], o, k, s, p, 1, 1).then(Activation::Relu);
+        let oh = (h + 2 * p - k) / s + 1;
+        let macs = (o * c * k * k * oh * oh) as f64;
+        let x: Vec<f32> = (0..c * h * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let bias = vec![0.1f32; o];
+        let mut y = vec![0f32; o * oh * oh];
+        let packed = PackedConv::new(&wt, &spec);
+        let mut zeros = vec![0f32; fast::scratch_len(&spec)];
+        let epi = Epilogue { bias: Some(&bias), residual: None, act: spec.act };
+        let mut run = || fast::conv(&x, 1, &spec, &packed, epi, &mut zeros, &mut y);
+        run();
+        let mut times: Vec<f64> = (0..21)
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let gflops = 2.0 * macs / median / 1e9;
+        println!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}: {:7.3} ms {gflops:6.1} GFLOP/s {:5.1}% of peak", median * 1e3, 100.0 * gflops / peak);
+    }
+}

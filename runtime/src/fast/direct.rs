@@ -1,0 +1,644 @@
+//! Direct convolution on NHWC activations, with no im2col and no packing at run time.
+//!
+//! In NHWC a pixel's channels are contiguous, and so is a whole kernel row of its receptive
+//! field (`kernel * C` floats) when it lies inside the image. A tile of up to [`MR`] output
+//! pixels therefore reads its input straight from the activation through one pointer a
+//! pixel and a kernel row (a "segment"); taps in the padding point at a zeroed buffer. The
+//! weights are packed at load into blocks of [`OCB`] output channels, `[k][OCB]` with
+//! `k = (kh * kernel + kw) * C + c`, so that each step of the inner loop loads one row of
+//! the block and broadcasts one input value a pixel: 6 x 64 outputs in 24 AVX-512
+//! accumulators, or 6 x 16 in 12 AVX2 ones. The epilogue (bias, residual add, activation)
+//! is applied as the tile is stored.
+
+use super::pool::{self, SharedMut};
+use crate::kernels::{conv_out, Activation};
+use crate::steps::ConvSpec;
+
+/// Output pixels a tile.
+pub const MR: usize = 6;
+/// Output channels a packed weight block (the last one may be narrower, a multiple of 16).
+pub const OCB: usize = 64;
+/// Segments a kernel call takes at most; longer lists are split, accumulating through C.
+const MAX_SEGS: usize = 64;
+
+/// One contiguous run of the reduction: `len` input floats a pixel, from `ptr[i]` for pixel
+/// `i`, against rows `row..row + len` of a weight block.
+#[derive(Clone, Copy)]
+struct Seg {
+    ptr: [*const f32; MR],
+    row: usize,
+    len: usize,
+}
+
+/// A convolution's weights packed at load for [`conv`]: each group's output channels in
+/// blocks of [`OCB`] (the last one zero-padded to a multiple of 16), a block `[k][width]`.
+#[derive(Debug, Clone)]
+pub struct PackedConv {
+    data: Vec<f32>,
+    /// Reduction length a group: kernel * kernel * input channels / groups.
+    k: usize,
+    /// Output channels a group.
+    og: usize,
+    /// Floats a group.
+    group_len: usize,
+}
+
+impl PackedConv {
+    /// Packs `weight` [O, C / groups, K, K] (PyTorch's layout) for `spec`.
+    pub fn new(weight: &[f32], spec: &ConvSpec) -> PackedConv {
+        let (g, kernel) = (spec.params.groups, spec.kernel);
+        let (cg, og) = (spec.input[0] / g, spec.out_channels / g);
+        let k = kernel * kernel * cg;
+        assert_eq!(weight.len(), spec.out_channels * k, "invariant: the weight matches its spec");
+        let blocks = og.div_ceil(OCB);
+        let group_len = (0..blocks).map(|b| block_width(og, b) * k).sum();
+        let mut data = Vec::with_capacity(g * group_len);
+        for gi in 0..g {
+            for b in 0..blocks {
+                let width = block_width(og, b);
+                for r in 0..kernel {
+                    for s in 0..kernel {
+                        for c in 0..cg {
+                            for j in 0..width {
+                                let o = b * OCB + j;
+                                data.push(if o < og { weight[(((gi * og + o) * cg + c) * kernel + r) * kernel + s] } else { 0.0 });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        PackedConv { data, k, og, group_len }
+    }
+
+    /// Block `b` of group `g`, and its width.
+    fn block(&self, g: usize, b: usize) -> (&[f32], usize) {
+        let width = block_width(self.og, b);
+        let start = g * self.group_len + b * OCB * self.k;
+        (&self.data[start..start + width * self.k], width)
+    }
+}
+
+/// Columns of weight block `b`: [`OCB`], or the rest rounded up to 16.
+fn block_width(out_channels: usize, b: usize) -> usize {
+    (out_channels - b * OCB).min(OCB).div_ceil(16) * 16
+}
+
+/// Zeroed floats [`conv`] needs for the padding taps of `spec`.
+pub fn scratch_len(spec: &ConvSpec) -> usize {
+    spec.kernel * spec.input[0]
+}
+
+/// The epilogue of a convolution.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    /// Same layout as the output.
+    pub residual: Option<&'a [f32]>,
+    pub act: Option<Activation>,
+}
+
+/// `y = act(conv(x) + bias + residual)`, `x` [N, H, W, C] and `y` [N, OH, OW, O], split over
+/// the global pool's threads. `zeros` holds at least [`scratch_len`] floats (zeroed here).
+pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
+    let [c, h, wd] = spec.input;
+    let p = spec.params;
+    let (oh, ow) = (conv_out(h, spec.kernel, p), conv_out(wd, spec.kernel, p));
+    let o = spec.out_channels;
+    let pixels = n * oh * ow;
+    assert!(x.len() >= n * h * wd * c && y.len() >= pixels * o, "invariant: buffers match the spec");
+    let zeros = &mut zeros[..scratch_len(spec)];
+    zeros.fill(0.0);
+    let zeros: &[f32] = zeros;
+    let geo = Geometry {
+        h,
+        w: wd,
+        c: c / p.groups,
+        pixel_stride: c,
+        oh,
+        ow,
+        kernel: spec.kernel,
+        stride: p.stride,
+        padding: p.padding,
+        dilation: p.dilation,
+    };
+    let tiles = pixels.div_ceil(MR);
+    // Blocks over all groups: group `gb / per_group`, block `gb % per_group`.
+    let blocks = p.groups * w.og.div_ceil(OCB);
+    let pool = pool::global();
+    let threads = pool.threads().min(tiles * blocks);
+    // Few pixels and many channel blocks (the late layers): split the blocks, so that each
+    // thread streams only its share of the weights; otherwise split the pixels.
+    let by_blocks = blocks >= 2 * threads && tiles < 16 * threads;
+    // Weights that fit in L2 stay there while each input tile is reused from L1 for every
+    // block; larger ones are streamed a block at a time over all tiles.
+    let weights_resident = w.data.len() * 4 <= WEIGHT_CACHE_BYTES;
+    let out = SharedMut::new(y.as_mut_ptr());
+    let job = |t: usize| {
+        let (b0, b1, t0, t1) = if by_blocks {
+            let per = blocks.div_ceil(threads);
+            ((t * per).min(blocks), ((t + 1) * per).min(blocks), 0, tiles)
+        } else {
+            let per = tiles.div_ceil(threads);
+            (0, blocks, (t * per).min(tiles), ((t + 1) * per).min(tiles))
+        };
+        // SAFETY: task t alone writes the (tile, block) outputs of its ranges; the geometry
+        // keeps every pointer inside `x` or `zeros`.
+        let run = |b: std::ops::Range<usize>, tile: usize| unsafe {
+            run_tile(x, zeros, &geo, w, b, tile * MR, (pixels - tile * MR).min(MR), epi, out.get(), o)
+        };
+        if weights_resident {
+            for tile in t0..t1 {
+                run(b0..b1, tile);
+            }
+        } else {
+            for b in b0..b1 {
+                for tile in t0..t1 {
+                    run(b..b + 1, tile);
+                }
+            }
+        }
+    };
+    if threads <= 1 {
+        job(0);
+    } else {
+        pool.run(&|t| {
+            if t < threads {
+                job(t)
+            }
+        });
+    }
+}
+
+/// Packed weights up to this size are kept in L2 across a tile's blocks (see [`conv`]).
+const WEIGHT_CACHE_BYTES: usize = 256 << 10;
+
+/// The static shape of one convolution.
+struct Geometry {
+    h: usize,
+    w: usize,
+    /// Input channels a group (the reduction's inner length).
+    c: usize,
+    /// Floats from one input pixel to the next (all channels).
+    pixel_stride: usize,
+    oh: usize,
+    ow: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+}
+
+/// One tile: pixels `q0..q0 + rows` (flattened over the batch), blocks `blocks` (numbered
+/// over all groups).
+///
+/// # Safety
+/// `y` holds the whole output ([pixels, `ldc`]); no other thread writes these outputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_tile(
+    x: &[f32],
+    zeros: &[f32],
+    g: &Geometry,
+    w: &PackedConv,
+    blocks: std::ops::Range<usize>,
+    q0: usize,
+    rows: usize,
+    epi: Epilogue<'_>,
+    y: *mut f32,
+    ldc: usize,
+) {
+    let per_group = w.og.div_ceil(OCB);
+    let out = |gi: usize, b: usize, width: usize| {
+        let col0 = gi * w.og + b * OCB;
+        TileOut {
+            c: unsafe { y.add(q0 * ldc + col0) },
+            ldc,
+            cols: (w.og - b * OCB).min(width),
+            bias: epi.bias.map(|v| v[col0..].as_ptr()),
+            residual: epi.residual.map(|r| r[q0 * ldc + col0..].as_ptr()),
+            act: epi.act,
+        }
+    };
+    let mut segs = [Seg { ptr: [zeros.as_ptr(); MR], row: 0, len: 0 }; MAX_SEGS];
+    let mut count = 0;
+    segments(x, zeros, g, q0, rows, &mut |seg| {
+        if count < MAX_SEGS {
+            segs[count] = seg;
+        }
+        count += 1;
+    });
+    if count <= MAX_SEGS {
+        // The usual case: one list of segments serves every block (of group 0; the others
+        // read their channels `gi * c` further on, the padding taps too: `zeros` is long
+        // enough).
+        let mut shifted = segs;
+        for gb in blocks {
+            let (gi, b) = (gb / per_group, gb % per_group);
+            let (wb, width) = w.block(gi, b);
+            let list = if gi == 0 {
+                &segs[..count]
+            } else {
+                for (d, s) in shifted.iter_mut().zip(&segs[..count]) {
+                    d.ptr = s.ptr.map(|p| unsafe { p.add(gi * g.c) });
+                }
+                &shifted[..count]
+            };
+            unsafe { kernel(list, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
+        }
+        return;
+    }
+    // Very large kernels: the list is made again a block, run in chunks through C.
+    for gb in blocks {
+        let (gi, b) = (gb / per_group, gb % per_group);
+        let (wb, width) = w.block(gi, b);
+        let tile = out(gi, b, width);
+        let (mut count, mut first) = (0, true);
+        segments(x, zeros, g, q0, rows, &mut |mut seg| {
+            if count == MAX_SEGS {
+                unsafe { kernel(&segs, rows, wb.as_ptr(), width, &tile, first, false) };
+                (count, first) = (0, false);
+            }
+            seg.ptr = seg.ptr.map(|p| unsafe { p.add(gi * g.c) });
+            segs[count] = seg;
+            count += 1;
+        });
+        unsafe { kernel(&segs[..count], rows, wb.as_ptr(), width, &tile, first, true) };
+    }
+}
+
+/// Calls `f` with each segment of the reduction of pixels `q0..q0 + rows` (group 0), in
+/// weight-row order: a whole kernel row where every pixel's row lies inside the image width
+/// (or entirely in the top/bottom padding) and the group has every channel, one tap
+/// otherwise; taps in the padding read `zeros`.
+fn segments(x: &[f32], zeros: &[f32], g: &Geometry, q0: usize, rows: usize, f: &mut dyn FnMut(Seg)) {
+    let (k, c) = (g.kernel, g.c);
+    // Each pixel's image, and its receptive field's top-left corner (may be negative).
+    let mut at = [(0usize, 0isize, 0isize); MR];
+    for (i, a) in at.iter_mut().enumerate().take(rows) {
+        let q = q0 + i;
+        let (img, rem) = (q / (g.oh * g.ow), q % (g.oh * g.ow));
+        let (oy, ox) = (rem / g.ow, rem % g.ow);
+        *a = (img, (oy * g.stride) as isize - g.padding as isize, (ox * g.stride) as isize - g.padding as isize);
+    }
+    let pixel = |img: usize, iy: isize, ix: isize| -> Option<*const f32> {
+        (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
+            .then(|| x[((img * g.h + iy as usize) * g.w + ix as usize) * g.pixel_stride..].as_ptr())
+    };
+    for r in 0..k {
+        let dy = (r * g.dilation) as isize;
+        let whole = g.dilation == 1
+            && c == g.pixel_stride
+            && at[..rows].iter().all(|&(_, iy, ix)| {
+                let row_in = iy + dy >= 0 && ((iy + dy) as usize) < g.h;
+                !row_in || (ix >= 0 && ix as usize + k <= g.w)
+            });
+        let (runs, len) = if whole { (1, k * c) } else { (k, c) };
+        for s in 0..runs {
+            let dx = (s * g.dilation) as isize;
+            let mut seg = Seg { ptr: [zeros.as_ptr(); MR], row: (r * k + s) * c, len };
+            for (i, &(img, iy, ix)) in at[..rows].iter().enumerate() {
+                if let Some(p) = pixel(img, iy + dy, ix + dx) {
+                    seg.ptr[i] = p;
+                }
+            }
+            f(seg);
+        }
+    }
+}
+
+/// Where a tile's results go and what is applied on the way.
+#[derive(Clone, Copy)]
+struct TileOut {
+    /// First output of the tile; rows `ldc` apart.
+    c: *mut f32,
+    ldc: usize,
+    /// Valid columns (the block may be zero-padded past them).
+    cols: usize,
+    bias: Option<*const f32>,
+    residual: Option<*const f32>,
+    act: Option<Activation>,
+}
+
+/// Runs `segs` for `rows` pixels over a weight block `width` columns wide (and `width`
+/// floats a row): the widest micro-kernel the machine has.
+///
+/// # Safety
+/// Every segment's pointers are valid for `len` floats (inputs) and `len * width` (weights).
+unsafe fn kernel(segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
+    let ldw = width;
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512_enabled() {
+        unsafe { avx512::dispatch(segs, rows, w, ldw, width, out, first, last) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_enabled() {
+        for j in (0..width).step_by(16) {
+            unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+        }
+        return;
+    }
+    for j in (0..width).step_by(16) {
+        unsafe { portable(segs, rows, w, ldw, j, out, first, last) };
+    }
+}
+
+/// The epilogue of one output value.
+#[inline(always)]
+unsafe fn finish(v: f32, out: &TileOut, i: usize, j: usize, last: bool) -> f32 {
+    let mut v = v;
+    if last {
+        if let Some(r) = out.residual {
+            v += unsafe { *r.add(i * out.ldc + j) };
+        }
+        if let Some(act) = out.act {
+            v = act.apply(v);
+        }
+    }
+    v
+}
+
+/// 16 columns from `j0`, scalar code.
+unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+    let cols = out.cols.saturating_sub(j0).min(16);
+    let mut acc = [[0f32; 16]; MR];
+    for (i, row) in acc.iter_mut().enumerate().take(rows) {
+        for (j, v) in row.iter_mut().enumerate().take(cols) {
+            *v = match (first, out.bias) {
+                (true, Some(b)) => unsafe { *b.add(j0 + j) },
+                (true, None) => 0.0,
+                (false, _) => unsafe { *out.c.add(i * out.ldc + j0 + j) },
+            };
+        }
+    }
+    for s in segs {
+        for l in 0..s.len {
+            let wrow = unsafe { std::slice::from_raw_parts(w.add((s.row + l) * ldw + j0), 16) };
+            for (i, row) in acc.iter_mut().enumerate().take(rows) {
+                let a = unsafe { *s.ptr[i].add(l) };
+                for (v, wv) in row.iter_mut().zip(wrow) {
+                    *v += a * wv;
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        for (j, &v) in row.iter().enumerate().take(cols) {
+            unsafe { *out.c.add(i * out.ldc + j0 + j) = finish(v, out, i, j0 + j, last) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{finish, Seg, TileOut, MR};
+    use crate::kernels::Activation;
+    use std::arch::x86_64::*;
+
+    /// 16 columns from `j0`, `rows` (1..=6) pixels.
+    pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+        unsafe {
+            match rows {
+                6 => tile::<6>(segs, w, ldw, j0, out, first, last),
+                5 => tile::<5>(segs, w, ldw, j0, out, first, last),
+                4 => tile::<4>(segs, w, ldw, j0, out, first, last),
+                3 => tile::<3>(segs, w, ldw, j0, out, first, last),
+                2 => tile::<2>(segs, w, ldw, j0, out, first, last),
+                _ => tile::<1>(segs, w, ldw, j0, out, first, last),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const R: usize>(segs: &[Seg], w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+        const { assert!(R <= MR) };
+        let cols = out.cols.saturating_sub(j0).min(16);
+        let full = cols == 16;
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            if first {
+                if let Some(b) = out.bias {
+                    let bv = load16(b.add(j0), cols);
+                    acc = [bv; R];
+                }
+            } else {
+                for (i, row) in acc.iter_mut().enumerate() {
+                    *row = load16(out.c.add(i * out.ldc + j0), cols);
+                }
+            }
+            for s in segs {
+                let mut wp = w.add(s.row * ldw + j0);
+                for l in 0..s.len {
+                    let w0 = _mm256_loadu_ps(wp);
+                    let w1 = _mm256_loadu_ps(wp.add(8));
+                    for i in 0..R {
+                        let a = _mm256_broadcast_ss(&*s.ptr[i].add(l));
+                        acc[i][0] = _mm256_fmadd_ps(a, w0, acc[i][0]);
+                        acc[i][1] = _mm256_fmadd_ps(a, w1, acc[i][1]);
+                    }
+                    wp = wp.add(ldw);
+                }
+            }
+            let zero = _mm256_setzero_ps();
+            for (i, row) in acc.iter_mut().enumerate() {
+                let dst = out.c.add(i * out.ldc + j0);
+                if full && last {
+                    if let Some(r) = out.residual {
+                        let rv = r.add(i * out.ldc + j0);
+                        row[0] = _mm256_add_ps(row[0], _mm256_loadu_ps(rv));
+                        row[1] = _mm256_add_ps(row[1], _mm256_loadu_ps(rv.add(8)));
+                    }
+                    if out.act == Some(Activation::Relu) {
+                        row[0] = _mm256_max_ps(row[0], zero);
+                        row[1] = _mm256_max_ps(row[1], zero);
+                    } else if out.act.is_some() {
+                        let mut tmp = [0f32; 16];
+                        _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+                        for (j, v) in tmp.iter().enumerate() {
+                            *dst.add(j) = finish(*v, &TileOut { residual: None, ..*out }, i, j0 + j, true);
+                        }
+                        continue;
+                    }
+                    _mm256_storeu_ps(dst, row[0]);
+                    _mm256_storeu_ps(dst.add(8), row[1]);
+                } else if full {
+                    _mm256_storeu_ps(dst, row[0]);
+                    _mm256_storeu_ps(dst.add(8), row[1]);
+                } else {
+                    let mut tmp = [0f32; 16];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+                    for (j, v) in tmp.iter().enumerate().take(cols) {
+                        *dst.add(j) = finish(*v, out, i, j0 + j, last);
+                    }
+                }
+            }
+        }
+    }
+
+    /// 16 floats from `p`, of which the first `cols` are read (the rest are zero).
+    #[inline(always)]
+    unsafe fn load16(p: *const f32, cols: usize) -> [__m256; 2] {
+        unsafe {
+            if cols == 16 {
+                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+            } else {
+                let mut tmp = [0f32; 16];
+                std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), cols);
+                [_mm256_loadu_ps(tmp.as_ptr()), _mm256_loadu_ps(tmp.as_ptr().add(8))]
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{finish, Seg, TileOut, MR};
+    use crate::kernels::Activation;
+    use std::arch::x86_64::*;
+
+    /// The whole block (`width` = 16..=64 columns), `rows` (1..=6) pixels.
+    pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, width: usize, out: &TileOut, first: bool, last: bool) {
+        macro_rules! by_rows {
+            ($v:literal) => {
+                match rows {
+                    6 => tile::<6, $v>(segs, w, ldw, out, first, last),
+                    5 => tile::<5, $v>(segs, w, ldw, out, first, last),
+                    4 => tile::<4, $v>(segs, w, ldw, out, first, last),
+                    3 => tile::<3, $v>(segs, w, ldw, out, first, last),
+                    2 => tile::<2, $v>(segs, w, ldw, out, first, last),
+                    _ => tile::<1, $v>(segs, w, ldw, out, first, last),
+                }
+            };
+        }
+        unsafe {
+            match width / 16 {
+                4 => by_rows!(4),
+                3 => by_rows!(3),
+                2 => by_rows!(2),
+                _ => by_rows!(1),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const V: usize>(segs: &[Seg], w: *const f32, ldw: usize, out: &TileOut, first: bool, last: bool) {
+        const { assert!(R <= MR) };
+        unsafe {
+            let masks: [__mmask16; V] = std::array::from_fn(|v| mask(out.cols, v));
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            if first {
+                if let Some(b) = out.bias {
+                    let bv: [__m512; V] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], b.add(16 * v)));
+                    acc = [bv; R];
+                }
+            } else {
+                for (i, row) in acc.iter_mut().enumerate() {
+                    *row = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], out.c.add(i * out.ldc + 16 * v)));
+                }
+            }
+            for s in segs {
+                acc = run::<R, V>(acc, s, w.add(s.row * ldw), ldw);
+            }
+            let zero = _mm512_setzero_ps();
+            let simple_act = matches!(out.act, None | Some(Activation::Relu));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let dst = out.c.add(i * out.ldc);
+                for v in 0..V {
+                    let mut x = row[v];
+                    if last {
+                        if let Some(r) = out.residual {
+                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(masks[v], r.add(i * out.ldc + 16 * v)));
+                        }
+                        if out.act == Some(Activation::Relu) {
+                            x = _mm512_max_ps(x, zero);
+                        }
+                    }
+                    _mm512_mask_storeu_ps(dst.add(16 * v), masks[v], x);
+                }
+                if last && !simple_act {
+                    for j in 0..out.cols.min(16 * V) {
+                        *dst.add(j) = finish(*dst.add(j), &TileOut { residual: None, ..*out }, i, j, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One segment into the accumulators (kept in registers: a value in, a value out).
+    #[inline(always)]
+    unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], s: &Seg, w: *const f32, ldw: usize) -> [[__m512; V]; R] {
+        let mut acc = acc;
+        let ptr = s.ptr;
+        let mut wp = w;
+        unsafe {
+            for l in 0..s.len {
+                let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(wp.add(16 * v)));
+                for i in 0..R {
+                    let a = _mm512_set1_ps(*ptr[i].add(l));
+                    for v in 0..V {
+                        acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
+                    }
+                }
+                wp = wp.add(ldw);
+            }
+        }
+        acc
+    }
+
+    /// Lanes of vector `v` below `cols`.
+    #[inline(always)]
+    fn mask(cols: usize, v: usize) -> __mmask16 {
+        let n = cols.saturating_sub(16 * v).min(16);
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::nhwc::{to_nchw, to_nhwc};
+    use crate::kernels::tests::{assert_close, seq};
+    use crate::kernels::Conv2dParams;
+    use ndarray::Array4;
+
+    /// The plain NCHW kernel, then residual add and relu, against [`conv`] on NHWC copies:
+    /// batches, padding, strides, dilation, groups (depthwise too), channel counts that leave
+    /// a narrow last block and tiles of fewer than [`MR`] pixels.
+    #[test]
+    fn matches_the_plain_kernel() {
+        for (n, c, h, w, o, k, s, pd, d, g) in [
+            (2, 8, 9, 7, 12, 3, 1, 1, 1, 1),
+            (1, 6, 8, 8, 6, 3, 2, 1, 1, 3),
+            (1, 16, 5, 5, 80, 1, 1, 0, 1, 1),
+            (1, 4, 6, 6, 8, 1, 2, 0, 1, 1),
+            (2, 3, 11, 10, 70, 7, 2, 3, 1, 1),
+            (1, 5, 9, 9, 7, 3, 1, 2, 2, 1),
+            (1, 8, 7, 7, 8, 3, 1, 1, 1, 8),
+            (1, 2, 12, 12, 130, 3, 1, 1, 1, 1),
+            (1, 2, 12, 12, 4, 11, 1, 5, 1, 1),
+        ] {
+            let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
+            let wt = seq(o * (c / g) * k * k, 2);
+            let bias = seq(o, 3);
+            let p = Conv2dParams { stride: s, padding: pd, dilation: d, groups: g };
+            let plain = crate::kernels::conv2d(x.view(), &wt, o, k, Some(&bias), p);
+            let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
+            let want = (&plain + &res).mapv(|v| v.max(0.0));
+            let (_, _, oh, ow) = plain.dim();
+            let spec = ConvSpec { input: [c, h, w], out_channels: o, kernel: k, params: p, act: Some(Activation::Relu) };
+            let packed = PackedConv::new(&wt, &spec);
+            let mut xn = vec![0f32; x.len()];
+            to_nhwc(x.as_slice().unwrap(), [n, c, h, w], &mut xn);
+            let mut rn = vec![0f32; res.len()];
+            to_nhwc(res.as_slice().unwrap(), [n, o, oh, ow], &mut rn);
+            let mut zeros = vec![1f32; scratch_len(&spec)];
+            let mut yn = vec![0f32; plain.len()];
+            conv(&xn, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut zeros, &mut yn);
+            let mut y = vec![0f32; plain.len()];
+            to_nchw(&yn, [n, o, oh, ow], &mut y);
+            assert_close(&Array4::from_shape_vec(plain.dim(), y).unwrap(), &want);
+        }
+    }
+}
