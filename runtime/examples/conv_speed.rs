@@ -8,25 +8,38 @@ use std::time::Instant;
 
 fn main() {
     let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    // An optional second argument keeps the shapes whose line contains it.
+    let only = std::env::args().nth(2).unwrap_or_default();
     resnetc_runtime::model::set_threads(threads).expect("first use of the pool");
     let peak = fast::peak::peak_gflops(threads, 100_000_000);
     println!("kernel {}, {threads} thread(s), peak {peak:.1} GFLOP/s", fast::kernel_name());
-    for (c, h, o, k, s, p) in [
-        (3, 224, 64, 7, 2, 3),
-        (64, 56, 64, 1, 1, 0),
-        (64, 56, 64, 3, 1, 1),
-        (64, 56, 256, 1, 1, 0),
-        (256, 56, 64, 1, 1, 0),
-        (128, 56, 128, 3, 2, 1),
-        (128, 28, 128, 3, 1, 1),
-        (512, 28, 128, 1, 1, 0),
-        (256, 14, 256, 3, 1, 1),
-        (1024, 14, 256, 1, 1, 0),
-        (512, 7, 512, 3, 1, 1),
-        (2048, 7, 512, 1, 1, 0),
-        (512, 7, 2048, 1, 1, 0),
-        (256, 56, 512, 1, 2, 0),
+    // (in channels, size, out channels, kernel, stride, padding, residual add)
+    for (c, h, o, k, s, p, add) in [
+        (3, 224, 64, 7, 2, 3, false),
+        (64, 56, 64, 1, 1, 0, false),
+        (64, 14, 64, 1, 1, 0, false),
+        (64, 28, 64, 1, 1, 0, false),
+        (64, 28, 256, 1, 1, 0, true),
+        (64, 56, 64, 3, 1, 1, false),
+        (64, 56, 256, 1, 1, 0, true),
+        (256, 56, 64, 1, 1, 0, false),
+        (256, 56, 128, 1, 1, 0, false),
+        (128, 56, 128, 3, 2, 1, false),
+        (128, 28, 512, 1, 1, 0, true),
+        (128, 28, 128, 3, 1, 1, false),
+        (512, 28, 128, 1, 1, 0, false),
+        (256, 14, 1024, 1, 1, 0, true),
+        (256, 14, 256, 3, 1, 1, false),
+        (1024, 14, 256, 1, 1, 0, false),
+        (512, 7, 512, 3, 1, 1, false),
+        (2048, 7, 512, 1, 1, 0, false),
+        (512, 7, 2048, 1, 1, 0, true),
+        (256, 56, 512, 1, 2, 0, false),
     ] {
+        let line = format!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}{}", if add { " +res" } else { "     " });
+        if !line.contains(&only) {
+            continue;
+        }
         let spec = ConvSpec::new([c, h, h], o, k, s, p, 1, 1).then(Activation::Relu);
         let oh = (h + 2 * p - k) / s + 1;
         let macs = (o * c * k * k * oh * oh) as f64;
@@ -34,12 +47,13 @@ fn main() {
         let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
         let bias = vec![0.1f32; o];
         let mut y = vec![0f32; o * oh * oh];
+        let residual = vec![0.25f32; o * oh * oh];
         let packed = PackedConv::new(&wt, &spec);
         let mut zeros = vec![0f32; fast::scratch_len(&spec)];
-        let epi = Epilogue { bias: Some(&bias), residual: None, act: spec.act };
+        let epi = Epilogue { bias: Some(&bias), residual: add.then_some(&residual[..]), act: spec.act };
         let mut run = || fast::conv(&x, 1, &spec, &packed, epi, &mut zeros, &mut y);
         run();
-        let mut times: Vec<f64> = (0..21)
+        let mut times: Vec<f64> = (0..if only.is_empty() { 21 } else { 1001 })
             .map(|_| {
                 let t = Instant::now();
                 run();
@@ -49,6 +63,6 @@ fn main() {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         let gflops = 2.0 * macs / median / 1e9;
-        println!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}: {:7.3} ms {gflops:6.1} GFLOP/s {:5.1}% of peak", median * 1e3, 100.0 * gflops / peak);
+        println!("{line}: {:7.3} ms {gflops:6.1} GFLOP/s {:5.1}% of peak", median * 1e3, 100.0 * gflops / peak);
     }
 }

@@ -115,6 +115,7 @@ pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<
         w: wd,
         c: c / p.groups,
         pixel_stride: c,
+        pixels,
         oh,
         ow,
         kernel: spec.kernel,
@@ -181,6 +182,8 @@ struct Geometry {
     c: usize,
     /// Floats from one input pixel to the next (all channels).
     pixel_stride: usize,
+    /// Output pixels over the batch.
+    pixels: usize,
     oh: usize,
     ow: usize,
     kernel: usize,
@@ -208,6 +211,7 @@ unsafe fn run_tile(
     ldc: usize,
 ) {
     let per_group = w.og.div_ceil(OCB);
+    prefetch_next(x, g, w, &blocks, q0, epi, y, ldc);
     let out = |gi: usize, b: usize, width: usize| {
         let col0 = gi * w.og + b * OCB;
         TileOut {
@@ -219,31 +223,27 @@ unsafe fn run_tile(
             act: epi.act,
         }
     };
-    let mut segs = [Seg { ptr: [zeros.as_ptr(); MR], row: 0, len: 0 }; MAX_SEGS];
-    let mut count = 0;
-    segments(x, zeros, g, q0, rows, &mut |seg| {
-        if count < MAX_SEGS {
-            segs[count] = seg;
-        }
-        count += 1;
-    });
-    if count <= MAX_SEGS {
+    let mut list = SegList::new();
+    let mut overflow = false;
+    segments(x, zeros, g, q0, rows, &mut |seg| overflow |= !list.push(seg));
+    if !overflow {
         // The usual case: one list of segments serves every block (of group 0; the others
         // read their channels `gi * c` further on, the padding taps too: `zeros` is long
         // enough).
-        let mut shifted = segs;
+        let mut shifted = SegList::new();
         for gb in blocks {
             let (gi, b) = (gb / per_group, gb % per_group);
             let (wb, width) = w.block(gi, b);
-            let list = if gi == 0 {
-                &segs[..count]
+            let segs = if gi == 0 {
+                list.as_slice()
             } else {
-                for (d, s) in shifted.iter_mut().zip(&segs[..count]) {
-                    d.ptr = s.ptr.map(|p| unsafe { p.add(gi * g.c) });
+                shifted.clear();
+                for s in list.as_slice() {
+                    shifted.push(Seg { ptr: s.ptr.map(|p| p.wrapping_add(gi * g.c)), ..*s });
                 }
-                &shifted[..count]
+                shifted.as_slice()
             };
-            unsafe { kernel(list, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
+            unsafe { kernel(segs, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
         }
         return;
     }
@@ -252,17 +252,86 @@ unsafe fn run_tile(
         let (gi, b) = (gb / per_group, gb % per_group);
         let (wb, width) = w.block(gi, b);
         let tile = out(gi, b, width);
-        let (mut count, mut first) = (0, true);
-        segments(x, zeros, g, q0, rows, &mut |mut seg| {
-            if count == MAX_SEGS {
-                unsafe { kernel(&segs, rows, wb.as_ptr(), width, &tile, first, false) };
-                (count, first) = (0, false);
+        let mut first = true;
+        list.clear();
+        segments(x, zeros, g, q0, rows, &mut |seg| {
+            let seg = Seg { ptr: seg.ptr.map(|p| p.wrapping_add(gi * g.c)), ..seg };
+            if !list.push(seg) {
+                unsafe { kernel(list.as_slice(), rows, wb.as_ptr(), width, &tile, first, false) };
+                first = false;
+                list.clear();
+                list.push(seg);
             }
-            seg.ptr = seg.ptr.map(|p| unsafe { p.add(gi * g.c) });
-            segs[count] = seg;
-            count += 1;
         });
-        unsafe { kernel(&segs[..count], rows, wb.as_ptr(), width, &tile, first, true) };
+        unsafe { kernel(list.as_slice(), rows, wb.as_ptr(), width, &tile, first, true) };
+    }
+}
+
+/// Up to [`MAX_SEGS`] segments on the stack, not initialised ahead: filling 4 KiB a tile
+/// would cost as much as a short reduction.
+struct SegList {
+    items: [std::mem::MaybeUninit<Seg>; MAX_SEGS],
+    len: usize,
+}
+
+impl SegList {
+    fn new() -> SegList {
+        SegList { items: [const { std::mem::MaybeUninit::uninit() }; MAX_SEGS], len: 0 }
+    }
+
+    /// Appends `s`; false (and nothing appended) when full.
+    fn push(&mut self, s: Seg) -> bool {
+        if self.len == MAX_SEGS {
+            return false;
+        }
+        self.items[self.len].write(s);
+        self.len += 1;
+        true
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn as_slice(&self) -> &[Seg] {
+        // SAFETY: the first `len` items were written by `push`.
+        unsafe { std::slice::from_raw_parts(self.items.as_ptr().cast::<Seg>(), self.len) }
+    }
+}
+
+/// Asks the caches for what the next tile (pixels `q0 + MR..`, same blocks) reads and writes
+/// from memory in long contiguous runs: its residual and output rows and, for a 1x1
+/// stride-1 convolution, its input pixels. Their misses otherwise stall the epilogue of
+/// layers with a short reduction.
+#[allow(clippy::too_many_arguments)]
+fn prefetch_next(x: &[f32], g: &Geometry, w: &PackedConv, blocks: &std::ops::Range<usize>, q0: usize, epi: Epilogue<'_>, y: *mut f32, ldc: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let next = q0 + MR;
+        if next >= g.pixels || blocks.is_empty() {
+            return;
+        }
+        let rows = (g.pixels - next).min(MR);
+        let per_group = w.og.div_ceil(OCB);
+        let col = |gb: usize| (gb / per_group) * w.og + (gb % per_group) * OCB;
+        let (c0, c1) = (col(blocks.start), (col(blocks.end - 1) + OCB).min(ldc));
+        let lines = |p: *const f32, floats: usize| {
+            for off in (0..floats).step_by(16) {
+                // SAFETY: prefetching is a hint; the addresses are inside the buffers anyway.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
+            }
+        };
+        for i in 0..rows {
+            let at = (next + i) * ldc + c0;
+            if let Some(r) = epi.residual {
+                lines(r.as_ptr().wrapping_add(at), c1 - c0);
+            }
+            lines(y.wrapping_add(at), c1 - c0);
+        }
+        if g.kernel == 1 && g.stride == 1 && g.padding == 0 {
+            lines(x.as_ptr().wrapping_add(next * g.pixel_stride), rows * g.pixel_stride);
+        }
     }
 }
 
