@@ -341,13 +341,31 @@ fn prefetch_next(x: &[f32], g: &Geometry, w: &PackedConv, blocks: &std::ops::Ran
 /// otherwise; taps in the padding read `zeros`.
 fn segments(x: &[f32], zeros: &[f32], g: &Geometry, q0: usize, rows: usize, f: &mut dyn FnMut(Seg)) {
     let (k, c) = (g.kernel, g.c);
-    // Each pixel's image, and its receptive field's top-left corner (may be negative).
+    if k == 1 && g.stride == 1 && g.padding == 0 {
+        // A 1x1 stride-1 convolution: output pixel q reads input pixel q.
+        let mut seg = Seg { ptr: [zeros.as_ptr(); MR], row: 0, len: c };
+        for (i, p) in seg.ptr.iter_mut().enumerate().take(rows) {
+            *p = x[(q0 + i) * g.pixel_stride..].as_ptr();
+        }
+        f(seg);
+        return;
+    }
+    // Each pixel's image, and its receptive field's top-left corner (may be negative); one
+    // division for the tile, then stepping along the output row.
     let mut at = [(0usize, 0isize, 0isize); MR];
-    for (i, a) in at.iter_mut().enumerate().take(rows) {
-        let q = q0 + i;
-        let (img, rem) = (q / (g.oh * g.ow), q % (g.oh * g.ow));
-        let (oy, ox) = (rem / g.ow, rem % g.ow);
+    let (mut img, rem) = (q0 / (g.oh * g.ow), q0 % (g.oh * g.ow));
+    let (mut oy, mut ox) = (rem / g.ow, rem % g.ow);
+    for a in at.iter_mut().take(rows) {
         *a = (img, (oy * g.stride) as isize - g.padding as isize, (ox * g.stride) as isize - g.padding as isize);
+        ox += 1;
+        if ox == g.ow {
+            ox = 0;
+            oy += 1;
+            if oy == g.oh {
+                oy = 0;
+                img += 1;
+            }
+        }
     }
     let pixel = |img: usize, iy: isize, ix: isize| -> Option<*const f32> {
         (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
@@ -596,15 +614,17 @@ mod avx512 {
         const { assert!(R <= MR) };
         unsafe {
             let masks: [__mmask16; V] = std::array::from_fn(|v| mask(out.cols, v));
+            // Every column valid: plain loads and stores (masked ones cost more on some cores).
+            let full = out.cols >= 16 * V;
             let mut acc = [[_mm512_setzero_ps(); V]; R];
             if first {
                 if let Some(b) = out.bias {
-                    let bv: [__m512; V] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], b.add(16 * v)));
+                    let bv: [__m512; V] = std::array::from_fn(|v| load(full, masks[v], b.add(16 * v)));
                     acc = [bv; R];
                 }
             } else {
                 for (i, row) in acc.iter_mut().enumerate() {
-                    *row = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], out.c.add(i * out.ldc + 16 * v)));
+                    *row = std::array::from_fn(|v| load(full, masks[v], out.c.add(i * out.ldc + 16 * v)));
                 }
             }
             for s in segs {
@@ -618,13 +638,17 @@ mod avx512 {
                     let mut x = row[v];
                     if last {
                         if let Some(r) = out.residual {
-                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(masks[v], r.add(i * out.ldc + 16 * v)));
+                            x = _mm512_add_ps(x, load(full, masks[v], r.add(i * out.ldc + 16 * v)));
                         }
                         if out.act == Some(Activation::Relu) {
                             x = _mm512_max_ps(x, zero);
                         }
                     }
-                    _mm512_mask_storeu_ps(dst.add(16 * v), masks[v], x);
+                    if full {
+                        _mm512_storeu_ps(dst.add(16 * v), x);
+                    } else {
+                        _mm512_mask_storeu_ps(dst.add(16 * v), masks[v], x);
+                    }
                 }
                 if last && !simple_act {
                     for j in 0..out.cols.min(16 * V) {
@@ -654,6 +678,18 @@ mod avx512 {
             }
         }
         acc
+    }
+
+    /// 16 floats from `p`, only the `mask` lanes unless `full`.
+    #[inline(always)]
+    unsafe fn load(full: bool, mask: __mmask16, p: *const f32) -> __m512 {
+        unsafe {
+            if full {
+                _mm512_loadu_ps(p)
+            } else {
+                _mm512_maskz_loadu_ps(mask, p)
+            }
+        }
     }
 
     /// Lanes of vector `v` below `cols`.

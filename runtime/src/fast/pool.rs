@@ -1,11 +1,19 @@
 //! A fork-join pool for splitting one layer over threads, without heap allocation per job.
 //!
-//! Workers are spawned once (on first use, or by [`set_threads`]) and wait on a condition
-//! variable; a job is a borrowed `Fn(task)` that task 0 runs on the calling thread and task
-//! `i` on worker `i`. Dispatches are serialised, so models may be called from many threads.
+//! Workers are spawned once (on first use, or by [`set_threads`]). A job is a borrowed
+//! `Fn(task)` that task 0 runs on the calling thread and task `i` on worker `i`. Layers
+//! follow each other within microseconds, so workers spin on the job counter for a while
+//! (waking a sleeping thread costs tens of microseconds, as much as a small layer) and only
+//! then sleep on a condition variable. Dispatches are serialised, so models may be called
+//! from many threads.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long an idle worker spins before it sleeps.
+const SPIN: Duration = Duration::from_millis(5);
 
 /// A pointer to a buffer that a pool job's tasks write in disjoint parts.
 #[derive(Clone, Copy)]
@@ -28,20 +36,25 @@ impl SharedMut {
 /// A borrowed job, lifetime-erased while workers run it (the dispatcher waits for them).
 #[derive(Clone, Copy)]
 struct Job(*const (dyn Fn(usize) + Sync));
-// SAFETY: the pointee is `Sync` and outlives every use (see `Pool::run`).
-unsafe impl Send for Job {}
-
-struct State {
-    job: Option<Job>,
-    generation: u64,
-    remaining: usize,
-}
 
 struct Shared {
-    state: Mutex<State>,
-    start: Condvar,
-    done: Condvar,
+    /// Bumped (SeqCst) once a job is in `job`; workers run each generation once.
+    generation: AtomicU64,
+    /// Written by the dispatcher only while no worker reads it (between generations).
+    job: UnsafeCell<Option<Job>>,
+    /// Workers still running the current job.
+    remaining: AtomicUsize,
+    /// Workers asleep (or about to be) on `wake`.
+    sleeping: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
 }
+
+// SAFETY: `job` is written only by the (serialised) dispatcher before it publishes a new
+// generation and while every worker has finished the previous one; workers read it only
+// after seeing that generation. The pointee is `Sync`.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
 
 /// The pool.
 pub struct Pool {
@@ -76,9 +89,12 @@ pub fn global() -> &'static Pool {
 impl Pool {
     fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { job: None, generation: 0, remaining: 0 }),
-            start: Condvar::new(),
-            done: Condvar::new(),
+            generation: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            remaining: AtomicUsize::new(0),
+            sleeping: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
         });
         for index in 1..threads {
             let shared = Arc::clone(&shared);
@@ -101,45 +117,66 @@ impl Pool {
             return;
         }
         let _serial = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
-        {
-            let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            // SAFETY: only the lifetime is erased; this function waits below until every
-            // worker has finished with the job, so `f` outlives all uses.
-            let job: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(f as *const (dyn Fn(usize) + Sync)) };
-            s.job = Some(Job(job));
-            s.generation += 1;
-            s.remaining = self.threads - 1;
-            self.shared.start.notify_all();
+        let sh = &*self.shared;
+        // SAFETY: only the lifetime is erased; this function waits below until every worker
+        // has finished with the job, so `f` outlives all uses. No worker reads `job` now:
+        // the previous generation is finished and the next is not yet published.
+        unsafe {
+            let job: *const (dyn Fn(usize) + Sync + 'static) = std::mem::transmute(f as *const (dyn Fn(usize) + Sync));
+            *sh.job.get() = Some(Job(job));
+        }
+        sh.remaining.store(self.threads - 1, Ordering::SeqCst);
+        sh.generation.fetch_add(1, Ordering::SeqCst);
+        if sh.sleeping.load(Ordering::SeqCst) > 0 {
+            let _g = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
+            sh.wake.notify_all();
         }
         f(0);
-        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        while s.remaining > 0 {
-            s = self.shared.done.wait(s).unwrap_or_else(|e| e.into_inner());
+        let mut spins = 0u32;
+        while sh.remaining.load(Ordering::Acquire) > 0 {
+            spins = spins.wrapping_add(1);
+            if spins % 4096 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
-        s.job = None;
+    }
+}
+
+/// Waits for the generation after `seen`: spinning for [`SPIN`], then asleep.
+fn next_generation(sh: &Shared, seen: u64) -> u64 {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        let g = sh.generation.load(Ordering::Acquire);
+        if g != seen {
+            return g;
+        }
+        spins = spins.wrapping_add(1);
+        if spins % 1024 != 0 || start.elapsed() < SPIN {
+            std::hint::spin_loop();
+            continue;
+        }
+        let mut guard = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
+        sh.sleeping.fetch_add(1, Ordering::SeqCst);
+        while sh.generation.load(Ordering::SeqCst) == seen {
+            guard = sh.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+        sh.sleeping.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 fn worker(shared: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
-        let job = {
-            let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            while s.generation == seen {
-                s = shared.start.wait(s).unwrap_or_else(|e| e.into_inner());
-            }
-            seen = s.generation;
-            s.job.expect("invariant: a new generation carries a job")
-        };
-        // SAFETY: the dispatcher keeps the job alive until `remaining` reaches zero.
+        seen = next_generation(shared, seen);
+        // SAFETY: the dispatcher wrote the job before publishing this generation and keeps
+        // it (and its pointee) alive until `remaining` reaches zero.
+        let job = unsafe { (*shared.job.get()).expect("invariant: a new generation carries a job") };
         let f = unsafe { &*job.0 };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(index)));
-        let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.remaining -= 1;
-        if s.remaining == 0 {
-            shared.done.notify_one();
-        }
-        drop(s);
+        shared.remaining.fetch_sub(1, Ordering::Release);
         if outcome.is_err() {
             eprintln!("resnetc: a worker thread panicked in a kernel");
         }

@@ -191,7 +191,8 @@ fn run() -> Result<(), String> {
     forward(&model, input.view(), &mut ws, &mut out)?;
     let first_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(runs) = args.bench {
-        for _ in 0..2 {
+        // Warm-up passes, as many as ../shared/peers/ort_resnet.py gives ONNX Runtime.
+        for _ in 0..5 {
             forward(&model, input.view(), &mut ws, &mut out)?;
         }
         let mut times: Vec<f64> = (0..runs.max(1))
