@@ -87,12 +87,19 @@ fn emitted_crates_match_pytorch() {
     for (spec_name, dir) in [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")] {
         let exe = build(spec_name, &work.join(spec_name));
         // Every micro-kernel path: the widest the machine has (AVX-512 here), AVX2+FMA, and
-        // the portable one; each on 1 and 2 threads.
+        // the portable one; and 3x3 stride-1 convolutions direct instead of Winograd; each on
+        // 1 and 2 threads.
+        let paths = [
+            ("widest", vec![]),
+            ("avx2", vec![("RESNETC_AVX512", "0")]),
+            ("portable", vec![("RESNETC_PORTABLE", "1")]),
+            ("no winograd", vec![("RESNETC_WINOGRAD", "0")]),
+        ];
         for threads in [1, 2] {
-            for (path, env) in [("widest", vec![]), ("avx2", vec![("RESNETC_AVX512", "0")]), ("portable", vec![("RESNETC_PORTABLE", "1")])] {
+            for (path, env) in &paths {
                 let y = work.join(format!("{spec_name}-{threads}-{path}.safetensors"));
                 let (weights, io) = (fx.join(dir).join("weights.safetensors"), fx.join(dir).join("io.safetensors"));
-                infer_env(&exe, &weights, &io, &y, threads, &env);
+                infer_env(&exe, &weights, &io, &y, threads, env);
                 check(&format!("{spec_name} ({threads} threads, {path})"), &y, &io);
             }
         }

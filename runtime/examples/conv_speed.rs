@@ -1,7 +1,7 @@
 //! Times the direct NHWC convolution on ResNet-50's layer shapes and states each as a share
 //! of this machine's measured FMA peak:
 //! `cargo run --release -p resnetc-runtime --example conv_speed [threads]`.
-use resnetc_runtime::fast::{self, Epilogue, PackedConv};
+use resnetc_runtime::fast::{self, winograd, Epilogue};
 use resnetc_runtime::kernels::Activation;
 use resnetc_runtime::ConvSpec;
 use std::time::Instant;
@@ -41,29 +41,34 @@ fn main() {
         if !line.contains(&only) {
             continue;
         }
-        let spec = ConvSpec::new([c, h, h], o, k, s, p, 1, 1).then(Activation::Relu);
-        let oh = (h + 2 * p - k) / s + 1;
-        let macs = (o * c * k * k * oh * oh) as f64;
-        let x: Vec<f32> = (0..c * h * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let bias = vec![0.1f32; o];
-        let mut y = vec![0f32; o * oh * oh];
-        let residual = vec![0.25f32; o * oh * oh];
-        let packed = PackedConv::new(&wt, &spec);
-        let mut zeros = vec![0f32; fast::scratch_len(&spec)];
-        let epi = Epilogue { bias: Some(&bias), residual: add.then_some(&residual[..]), act: spec.act };
-        let mut run = || fast::conv(&x, 1, &spec, &packed, epi, &mut zeros, &mut y);
-        run();
-        let mut times: Vec<f64> = (0..if only.is_empty() { 21 } else { 1001 })
-            .map(|_| {
-                let t = Instant::now();
-                run();
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        let gflops = 2.0 * macs / median / 1e9;
-        println!("{line}: {:7.3} ms {gflops:6.1} GFLOP/s {:5.1}% of peak", median * 1e3, 100.0 * gflops / peak);
+        let direct = ConvSpec::new([c, h, h], o, k, s, p, 1, 1).then(Activation::Relu);
+        let algos = if winograd::eligible(&direct) { vec![direct, direct.winograd()] } else { vec![direct] };
+        for spec in algos {
+            let oh = (h + 2 * p - k) / s + 1;
+            let macs = (o * c * k * k * oh * oh) as f64;
+            let x: Vec<f32> = (0..c * h * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let bias = vec![0.1f32; o];
+            let mut y = vec![0f32; o * oh * oh];
+            let residual = vec![0.25f32; o * oh * oh];
+            let packed = fast::pack(&wt, &spec);
+            let mut scratch = vec![0f32; fast::scratch_len(&spec, 1)];
+            let epi = Epilogue { bias: Some(&bias), residual: add.then_some(&residual[..]), act: spec.act };
+            let mut run = || fast::conv(&x, 1, &spec, &packed, epi, &mut scratch, &mut y);
+            run();
+            let mut times: Vec<f64> = (0..if only.is_empty() { 21 } else { 1001 })
+                .map(|_| {
+                    let t = Instant::now();
+                    run();
+                    t.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            // Winograd's rate counts the direct convolution's multiply-adds ("effective").
+            let gflops = 2.0 * macs / median / 1e9;
+            let algo = if fast::uses_winograd(&spec) { " winograd" } else { "" };
+            println!("{line}: {:7.3} ms {gflops:6.1} GFLOP/s {:5.1}% of peak{algo}", median * 1e3, 100.0 * gflops / peak);
+        }
     }
 }

@@ -122,8 +122,9 @@ impl Workspace {
         if self.arena.len() < n * arena {
             self.arena.resize(n * arena, 0.0);
         }
-        if self.scratch.len() < scratch {
-            self.scratch.resize(scratch, 0.0);
+        // The compiler sizes the scratch for one sample; Winograd's grows with the batch.
+        if self.scratch.len() < n * scratch {
+            self.scratch.resize(n * scratch, 0.0);
         }
         self.n = n;
         if let Some(p) = &mut self.profile {

@@ -8,7 +8,8 @@ use crate::fast::{self, nhwc, Epilogue, PackedConv};
 use crate::kernels::{self, Activation, Conv2dParams, PoolParams};
 use crate::model::Workspace;
 
-/// A convolution with its static input shape and the activation of its epilogue.
+/// A convolution with its static input shape, the activation of its epilogue and the
+/// algorithm the compiler chose for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvSpec {
     pub input: [usize; 3],
@@ -16,6 +17,16 @@ pub struct ConvSpec {
     pub kernel: usize,
     pub params: Conv2dParams,
     pub act: Option<Activation>,
+    pub algo: ConvAlgo,
+}
+
+/// How a convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// [`fast::direct`]: any convolution.
+    Direct,
+    /// [`fast::winograd`]: 3x3 stride-1 ones (see `winograd::eligible`).
+    Winograd,
 }
 
 impl ConvSpec {
@@ -30,12 +41,17 @@ impl ConvSpec {
         dilation: usize,
         groups: usize,
     ) -> Self {
-        ConvSpec { input, out_channels, kernel, params: Conv2dParams { stride, padding, dilation, groups }, act: None }
+        ConvSpec { input, out_channels, kernel, params: Conv2dParams { stride, padding, dilation, groups }, act: None, algo: ConvAlgo::Direct }
     }
 
     /// The same convolution followed by `act` (fused).
     pub const fn then(self, act: Activation) -> Self {
         ConvSpec { act: Some(act), ..self }
+    }
+
+    /// The same convolution through Winograd F(2x2, 3x3).
+    pub const fn winograd(self) -> Self {
+        ConvSpec { algo: ConvAlgo::Winograd, ..self }
     }
 }
 
@@ -59,19 +75,19 @@ fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
 
 impl Workspace {
     /// Value `y` = act(conv(value `x`) + bias), the activation being the spec's, if any,
-    /// straight from the NHWC input against weights packed at load.
+    /// by the spec's algorithm against weights packed at load.
     pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let n = self.batch();
-        let ([x], y, zeros) = self.step([x], y);
-        fast::conv(x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, zeros, y);
+        let ([x], y, scratch) = self.step([x], y);
+        fast::conv(x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, scratch, y);
     }
 
     /// Value `y` = act(conv(value `x`) + bias + value `residual`): a convolution with the
     /// residual add fused into its epilogue.
     pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let n = self.batch();
-        let ([x, r], y, zeros) = self.step([x, residual], y);
-        fast::conv(x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, zeros, y);
+        let ([x, r], y, scratch) = self.step([x, residual], y);
+        fast::conv(x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, scratch, y);
     }
 
     /// Value `y` = batch norm of value `x` (`channels` a pixel); `p` = weight, bias,

@@ -127,7 +127,7 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
         mod #module {
         use #rt::kernels::Activation;
         use #rt::{ConvSpec, PoolSpec};
-        use #rt::fast::PackedConv;
+        use #rt::fast;
         #[doc = #doc_head]
         #[doc = ""]
         #[doc = #doc_shape]
@@ -193,9 +193,9 @@ pub fn generate(graph: &Graph, opts: &CodegenOptions) -> TokenStream {
                 Self { w, p }
             }
 
-            /// Packs every convolution's weight into the GEMM's layout.
+            /// Packs every convolution's weight into the layout of its algorithm's kernel.
             fn pack(w: &mut [Vec<f32>]) -> Vec<#rt::fast::PackedConv> {
-                vec![#(#packs),*]
+                Vec::from([#(#packs),*])
             }
 
             /// The load-time weight transforms (batch norms folded into convolutions),

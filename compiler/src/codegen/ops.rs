@@ -10,18 +10,29 @@ use quote::quote;
 
 use super::{comment, usize_lit, CodegenOptions};
 use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool, Transform};
+use resnetc_runtime::fast::winograd;
 
-/// The scratch floats the largest convolution needs (the zeros its padding taps read).
+/// The runtime's descriptor of conv node `id` (without its activation), with the
+/// algorithm the compiler chooses for it.
+fn conv_spec(graph: &Graph, id: NodeId) -> resnetc_runtime::ConvSpec {
+    let n = graph.node(id);
+    let Op::Conv2d(c) = &n.op else { unreachable!("invariant: called on conv nodes") };
+    let x = graph.node(n.inputs[0]).shape;
+    let spec = resnetc_runtime::ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups);
+    if winograd::eligible(&spec) {
+        spec.winograd()
+    } else {
+        spec
+    }
+}
+
+/// The scratch floats the largest convolution needs for one sample (the runtime scales it
+/// by the batch): Winograd's transformed values, or the zeros of the padding taps.
 pub(super) fn scratch_len(graph: &Graph) -> usize {
     graph
         .ids()
-        .filter_map(|id| {
-            let n = graph.node(id);
-            let Op::Conv2d(c) = n.op else { return None };
-            let x = graph.node(n.inputs[0]).shape;
-            let spec = resnetc_runtime::ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups);
-            Some(resnetc_runtime::fast::scratch_len(&spec))
-        })
+        .filter(|&id| matches!(graph.node(id).op, Op::Conv2d(_)))
+        .map(|id| resnetc_runtime::fast::scratch_len(&conv_spec(graph, id), 1))
         .max()
         .unwrap_or(0)
 }
@@ -81,7 +92,7 @@ impl ParamIndex {
 pub(super) struct Emitted {
     pub consts: TokenStream,
     pub steps: TokenStream,
-    /// One `PackedConv::new(...)` a convolution, in order: the body of the model's `pack`.
+    /// One `fast::pack(...)` a convolution, in order: the body of the model's `pack`.
     pub packs: Vec<TokenStream>,
 }
 
@@ -115,12 +126,14 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                     let a = act_variant(a);
                     quote!(.then(Activation::#a))
                 });
-                let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then), quote!(ConvSpec));
+                // The algorithm, from the static shapes: Winograd where it gains.
+                let algo = winograd::eligible(&conv_spec(graph, id)).then(|| quote!(.winograd()));
+                let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then #algo), quote!(ConvSpec));
                 let bias = params.optional(id, ParamRole::Bias);
                 // The weight is packed at load for the fast GEMM; `p[j]` is the packed copy.
                 let j = usize_lit(packs.len());
                 let w_index = usize_lit(params.index(id, ParamRole::Weight).expect("invariant: a conv has a weight"));
-                packs.push(quote!(PackedConv::new(&std::mem::take(&mut w[#w_index]), &Self::#name)));
+                packs.push(quote!(fast::pack(&std::mem::take(&mut w[#w_index]), &Self::#name)));
                 let weight = quote!(&p[#j]);
                 if c.residual {
                     let r = usize_lit(node.inputs[1].index());

@@ -18,6 +18,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/fast/nhwc.rs", include_str!("../../../runtime/src/fast/nhwc.rs")),
     ("src/fast/peak.rs", include_str!("../../../runtime/src/fast/peak.rs")),
     ("src/fast/pool.rs", include_str!("../../../runtime/src/fast/pool.rs")),
+    ("src/fast/winograd.rs", include_str!("../../../runtime/src/fast/winograd.rs")),
     ("src/weights.rs", include_str!("../../../runtime/src/weights.rs")),
     ("src/kernels/mod.rs", include_str!("../../../runtime/src/kernels/mod.rs")),
     ("src/kernels/act.rs", include_str!("../../../runtime/src/kernels/act.rs")),

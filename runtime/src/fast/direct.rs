@@ -20,6 +20,8 @@ pub const MR: usize = 6;
 pub const OCB: usize = 64;
 /// Segments a kernel call takes at most; longer lists are split, accumulating through C.
 const MAX_SEGS: usize = 64;
+/// Floats of a tile's edge patches (see `segments`).
+const PATCH: usize = 1536;
 
 /// One contiguous run of the reduction: `len` input floats a pixel, from `ptr[i]` for pixel
 /// `i`, against rows `row..row + len` of a weight block.
@@ -225,7 +227,9 @@ unsafe fn run_tile(
     };
     let mut list = SegList::new();
     let mut overflow = false;
-    segments(x, zeros, g, q0, rows, &mut |seg| overflow |= !list.push(seg));
+    let mut patch = [const { std::mem::MaybeUninit::<f32>::uninit() }; PATCH];
+    let patch = patch.as_mut_ptr().cast::<f32>();
+    segments(x, zeros, patch, g, q0, rows, &mut |seg| overflow |= !list.push(seg));
     if !overflow {
         // The usual case: one list of segments serves every block (of group 0; the others
         // read their channels `gi * c` further on, the padding taps too: `zeros` is long
@@ -254,7 +258,7 @@ unsafe fn run_tile(
         let tile = out(gi, b, width);
         let mut first = true;
         list.clear();
-        segments(x, zeros, g, q0, rows, &mut |seg| {
+        segments(x, zeros, patch, g, q0, rows, &mut |seg| {
             let seg = Seg { ptr: seg.ptr.map(|p| p.wrapping_add(gi * g.c)), ..seg };
             if !list.push(seg) {
                 unsafe { kernel(list.as_slice(), rows, wb.as_ptr(), width, &tile, first, false) };
@@ -339,7 +343,10 @@ fn prefetch_next(x: &[f32], g: &Geometry, w: &PackedConv, blocks: &std::ops::Ran
 /// weight-row order: a whole kernel row where every pixel's row lies inside the image width
 /// (or entirely in the top/bottom padding) and the group has every channel, one tap
 /// otherwise; taps in the padding read `zeros`.
-fn segments(x: &[f32], zeros: &[f32], g: &Geometry, q0: usize, rows: usize, f: &mut dyn FnMut(Seg)) {
+///
+/// `patch` holds [`PATCH`] floats (written here before they are read) and must outlive the
+/// segments' use.
+fn segments(x: &[f32], zeros: &[f32], patch: *mut f32, g: &Geometry, q0: usize, rows: usize, f: &mut dyn FnMut(Seg)) {
     let (k, c) = (g.kernel, g.c);
     if k == 1 && g.stride == 1 && g.padding == 0 {
         // A 1x1 stride-1 convolution: output pixel q reads input pixel q.
@@ -371,18 +378,47 @@ fn segments(x: &[f32], zeros: &[f32], g: &Geometry, q0: usize, rows: usize, f: &
         (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
             .then(|| x[((img * g.h + iy as usize) * g.w + ix as usize) * g.pixel_stride..].as_ptr())
     };
+    // Small receptive fields (the stem: 7x7 over 3 channels) copy the kernel rows that cross
+    // the left or right edge into `patch`, zero-filled, so that every row is one segment.
+    let patched = g.dilation == 1 && c == g.pixel_stride && MR * k * k * c <= PATCH;
     for r in 0..k {
         let dy = (r * g.dilation) as isize;
-        let whole = g.dilation == 1
-            && c == g.pixel_stride
-            && at[..rows].iter().all(|&(_, iy, ix)| {
-                let row_in = iy + dy >= 0 && ((iy + dy) as usize) < g.h;
-                !row_in || (ix >= 0 && ix as usize + k <= g.w)
-            });
-        let (runs, len) = if whole { (1, k * c) } else { (k, c) };
-        for s in 0..runs {
+        let whole = patched
+            || (g.dilation == 1
+                && c == g.pixel_stride
+                && at[..rows].iter().all(|&(_, iy, ix)| {
+                    let row_in = iy + dy >= 0 && ((iy + dy) as usize) < g.h;
+                    !row_in || (ix >= 0 && ix as usize + k <= g.w)
+                }));
+        if whole {
+            let mut seg = Seg { ptr: [zeros.as_ptr(); MR], row: r * k * c, len: k * c };
+            for (i, &(img, iy, ix)) in at[..rows].iter().enumerate() {
+                let yy = iy + dy;
+                if yy < 0 || yy as usize >= g.h {
+                    continue;
+                }
+                if ix >= 0 && ix as usize + k <= g.w {
+                    seg.ptr[i] = pixel(img, yy, ix).expect("invariant: inside the image");
+                    continue;
+                }
+                // SAFETY: slot (i, r) of `patch` holds k * c floats (PATCH >= MR * k * k * c);
+                // every one is written here before the kernel reads it.
+                let slot = unsafe { patch.add((i * k + r) * k * c) };
+                for s in 0..k {
+                    let dst = unsafe { slot.add(s * c) };
+                    match pixel(img, yy, ix + s as isize) {
+                        Some(src) => unsafe { std::ptr::copy_nonoverlapping(src, dst, c) },
+                        None => unsafe { std::ptr::write_bytes(dst, 0, c) },
+                    }
+                }
+                seg.ptr[i] = slot;
+            }
+            f(seg);
+            continue;
+        }
+        for s in 0..k {
             let dx = (s * g.dilation) as isize;
-            let mut seg = Seg { ptr: [zeros.as_ptr(); MR], row: (r * k + s) * c, len };
+            let mut seg = Seg { ptr: [zeros.as_ptr(); MR], row: (r * k + s) * c, len: c };
             for (i, &(img, iy, ix)) in at[..rows].iter().enumerate() {
                 if let Some(p) = pixel(img, iy + dy, ix + dx) {
                     seg.ptr[i] = p;
@@ -722,7 +758,7 @@ mod tests {
             (1, 5, 9, 9, 7, 3, 1, 2, 2, 1),
             (1, 8, 7, 7, 8, 3, 1, 1, 1, 8),
             (1, 2, 12, 12, 130, 3, 1, 1, 1, 1),
-            (1, 2, 12, 12, 4, 11, 1, 5, 1, 1),
+            (1, 3, 12, 12, 4, 11, 1, 5, 1, 1),
         ] {
             let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
             let wt = seq(o * (c / g) * k * k, 2);
@@ -732,7 +768,7 @@ mod tests {
             let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
             let want = (&plain + &res).mapv(|v| v.max(0.0));
             let (_, _, oh, ow) = plain.dim();
-            let spec = ConvSpec { input: [c, h, w], out_channels: o, kernel: k, params: p, act: Some(Activation::Relu) };
+            let spec = ConvSpec::new([c, h, w], o, k, s, pd, d, g).then(Activation::Relu);
             let packed = PackedConv::new(&wt, &spec);
             let mut xn = vec![0f32; x.len()];
             to_nhwc(x.as_slice().unwrap(), [n, c, h, w], &mut xn);

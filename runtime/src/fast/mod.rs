@@ -2,7 +2,8 @@
 //! [`direct`]ly on them (no im2col, no packing at run time) against weights packed once at
 //! load, with AVX-512 or AVX2+FMA micro-kernels chosen at run time (a portable one
 //! otherwise), the epilogue (bias, residual add, activation) fused into the tile stores;
-//! the other steps are in [`nhwc`]. Each layer is split over the threads of a small
+//! 3x3 stride-1 ones the compiler marks go through [`winograd`] (whose products use the
+//! same micro-kernels); the other steps are in [`nhwc`]. Each layer is split over the threads of a small
 //! fork-join [`pool`] that never allocates per job.
 //!
 //! Set `RESNETC_PORTABLE=1` to force the portable micro-kernel (CI tests both paths), and
@@ -12,8 +13,45 @@ pub mod direct;
 pub mod nhwc;
 pub mod peak;
 pub mod pool;
+pub mod winograd;
 
-pub use direct::{conv, scratch_len, Epilogue, PackedConv};
+pub use direct::{Epilogue, PackedConv};
+
+use crate::steps::{ConvAlgo, ConvSpec};
+
+/// Whether `spec` runs as Winograd: the compiler chose it, and `RESNETC_WINOGRAD=0` does not
+/// force the direct convolution (as tests do, to check both).
+pub fn uses_winograd(spec: &ConvSpec) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    spec.algo == ConvAlgo::Winograd && *ON.get_or_init(|| std::env::var_os("RESNETC_WINOGRAD").is_none_or(|v| v != "0"))
+}
+
+/// Packs `weight` [O, C / groups, K, K] (PyTorch's layout) for `spec`'s algorithm.
+pub fn pack(weight: &[f32], spec: &ConvSpec) -> PackedConv {
+    if uses_winograd(spec) {
+        winograd::pack(weight, spec)
+    } else {
+        PackedConv::new(weight, spec)
+    }
+}
+
+/// `y = act(conv(x) + bias + residual)` on NHWC values by `spec`'s algorithm; `w` from
+/// [`pack`], `scratch` at least [`scratch_len`] for the batch `n`.
+pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
+    if uses_winograd(spec) {
+        winograd::conv(x, n, spec, w, epi, scratch, y);
+    } else {
+        direct::conv(x, n, spec, w, epi, scratch, y);
+    }
+}
+
+/// Scratch floats [`conv`] needs for `spec` and a batch of `n`, whichever algorithm runs.
+pub fn scratch_len(spec: &ConvSpec, n: usize) -> usize {
+    match spec.algo {
+        ConvAlgo::Winograd => winograd::scratch_len(spec, n).max(direct::scratch_len(spec)),
+        ConvAlgo::Direct => direct::scratch_len(spec),
+    }
+}
 
 /// Whether the SIMD micro-kernels run (AVX2+FMA detected), unless `RESNETC_PORTABLE` is set.
 pub fn simd_enabled() -> bool {
