@@ -129,34 +129,33 @@ pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<
     // Blocks over all groups: group `gb / per_group`, block `gb % per_group`.
     let blocks = p.groups * w.og.div_ceil(OCB);
     let pool = pool::global();
-    let threads = pool.threads().min(tiles * blocks);
-    // Few pixels and many channel blocks (the late layers): split the blocks, so that each
-    // thread streams only its share of the weights; otherwise split the pixels.
-    let by_blocks = blocks >= 2 * threads && tiles < 16 * threads;
-    // Weights that fit in L2 stay there while each input tile is reused from L1 for every
-    // block; larger ones are streamed a block at a time over all tiles.
-    let weights_resident = w.data.len() * 4 <= WEIGHT_CACHE_BYTES;
+    let items = tiles * blocks;
+    let threads = pool.threads().min(items);
+    // The (tile, block) items in one of two orders, split evenly over the threads. Tile-major
+    // keeps each input tile in L1 while it meets every block, the packed weights staying in
+    // L2/L3; block-major streams one block at a time over all tiles, for weights too large
+    // for that, and for the late layers' few pixels, so that each thread reads only its
+    // share of the weights.
+    let tile_major = w.data.len() * 4 <= tune("RESNETC_WCACHE", WEIGHT_CACHE_BYTES) && tiles >= 16 * threads;
     let out = SharedMut::new(y.as_mut_ptr());
     let job = |t: usize| {
-        let (b0, b1, t0, t1) = if by_blocks {
-            let per = blocks.div_ceil(threads);
-            ((t * per).min(blocks), ((t + 1) * per).min(blocks), 0, tiles)
-        } else {
-            let per = tiles.div_ceil(threads);
-            (0, blocks, (t * per).min(tiles), ((t + 1) * per).min(tiles))
-        };
-        // SAFETY: task t alone writes the (tile, block) outputs of its ranges; the geometry
-        // keeps every pointer inside `x` or `zeros`.
+        let per = items.div_ceil(threads);
+        let (i0, i1) = ((t * per).min(items), ((t + 1) * per).min(items));
+        // SAFETY: task t alone writes the outputs of items [i0, i1); the geometry keeps every
+        // pointer inside `x` or `zeros`.
         let run = |b: std::ops::Range<usize>, tile: usize| unsafe {
             run_tile(x, zeros, &geo, w, b, tile * MR, (pixels - tile * MR).min(MR), epi, out.get(), o)
         };
-        if weights_resident {
-            for tile in t0..t1 {
-                run(b0..b1, tile);
+        if i0 == i1 {
+            return;
+        }
+        if tile_major {
+            for tile in i0 / blocks..=(i1 - 1) / blocks {
+                run(i0.max(tile * blocks) - tile * blocks..i1.min((tile + 1) * blocks) - tile * blocks, tile);
             }
         } else {
-            for b in b0..b1 {
-                for tile in t0..t1 {
+            for b in i0 / tiles..=(i1 - 1) / tiles {
+                for tile in i0.max(b * tiles) - b * tiles..i1.min((b + 1) * tiles) - b * tiles {
                     run(b..b + 1, tile);
                 }
             }
@@ -174,7 +173,7 @@ pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<
 }
 
 /// Packed weights up to this size are kept in L2 across a tile's blocks (see [`conv`]).
-const WEIGHT_CACHE_BYTES: usize = 256 << 10;
+const WEIGHT_CACHE_BYTES: usize = 4 << 20;
 
 /// The static shape of one convolution.
 struct Geometry {
@@ -663,8 +662,17 @@ mod avx512 {
                     *row = std::array::from_fn(|v| load(full, masks[v], out.c.add(i * out.ldc + 16 * v)));
                 }
             }
-            for s in segs {
-                acc = run::<R, V>(acc, s, w.add(s.row * ldw), ldw);
+            acc = run::<R, V>(acc, segs, w, ldw);
+            // The common stores, unrolled without branches: a full tile, last pass, with or
+            // without the residual, with relu or nothing.
+            if full && last {
+                match (out.residual, out.act) {
+                    (Some(r), Some(Activation::Relu)) => return store::<R, V, true, true>(&acc, out, r),
+                    (Some(r), None) => return store::<R, V, true, false>(&acc, out, r),
+                    (None, Some(Activation::Relu)) => return store::<R, V, false, true>(&acc, out, out.c),
+                    (None, None) => return store::<R, V, false, false>(&acc, out, out.c),
+                    _ => {}
+                }
             }
             let zero = _mm512_setzero_ps();
             let simple_act = matches!(out.act, None | Some(Activation::Relu));
@@ -695,22 +703,46 @@ mod avx512 {
         }
     }
 
-    /// One segment into the accumulators (kept in registers: a value in, a value out).
+    /// Stores a full tile: `+ residual` (from `r`, the output's layout) if `RES`, then relu
+    /// if `RELU`.
     #[inline(always)]
-    unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], s: &Seg, w: *const f32, ldw: usize) -> [[__m512; V]; R] {
-        let mut acc = acc;
-        let ptr = s.ptr;
-        let mut wp = w;
+    unsafe fn store<const R: usize, const V: usize, const RES: bool, const RELU: bool>(acc: &[[__m512; V]; R], out: &TileOut, r: *const f32) {
         unsafe {
-            for l in 0..s.len {
-                let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(wp.add(16 * v)));
-                for i in 0..R {
-                    let a = _mm512_set1_ps(*ptr[i].add(l));
-                    for v in 0..V {
-                        acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
+            let zero = _mm512_setzero_ps();
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    let at = i * out.ldc + 16 * v;
+                    let mut x = x;
+                    if RES {
+                        x = _mm512_add_ps(x, _mm512_loadu_ps(r.add(at)));
                     }
+                    if RELU {
+                        x = _mm512_max_ps(x, zero);
+                    }
+                    _mm512_storeu_ps(out.c.add(at), x);
                 }
-                wp = wp.add(ldw);
+            }
+        }
+    }
+
+    /// Every segment into the accumulators (kept in registers: a value in, a value out).
+    #[inline(always)]
+    unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], segs: &[Seg], w: *const f32, ldw: usize) -> [[__m512; V]; R] {
+        let mut acc = acc;
+        unsafe {
+            for s in segs {
+                let ptr = s.ptr;
+                let mut wp = w.add(s.row * ldw);
+                for l in 0..s.len {
+                    let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(wp.add(16 * v)));
+                    for i in 0..R {
+                        let a = _mm512_set1_ps(*ptr[i].add(l));
+                        for v in 0..V {
+                            acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
+                        }
+                    }
+                    wp = wp.add(ldw);
+                }
             }
         }
         acc
@@ -782,4 +814,8 @@ mod tests {
             assert_close(&Array4::from_shape_vec(plain.dim(), y).unwrap(), &want);
         }
     }
+}
+
+fn tune(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
