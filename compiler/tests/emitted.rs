@@ -87,13 +87,15 @@ fn emitted_crates_match_pytorch() {
     for (spec_name, dir) in [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")] {
         let exe = build(spec_name, &work.join(spec_name));
         // Every micro-kernel path: the widest the machine has (AVX-512 here), AVX2+FMA, and
-        // the portable one; and 3x3 stride-1 convolutions direct instead of Winograd; each on
-        // 1 and 2 threads.
+        // the portable one; and 3x3 stride-1 convolutions direct, or all through one Winograd
+        // tile size, instead of the compiler's choice; each on 1 and 2 threads.
         let paths = [
             ("widest", vec![]),
             ("avx2", vec![("RESNETC_AVX512", "0")]),
             ("portable", vec![("RESNETC_PORTABLE", "1")]),
             ("no winograd", vec![("RESNETC_WINOGRAD", "0")]),
+            ("winograd 2x2 only", vec![("RESNETC_WINOGRAD", "2")]),
+            ("winograd 4x4 only", vec![("RESNETC_WINOGRAD", "4")]),
         ];
         for threads in [1, 2] {
             for (path, env) in &paths {

@@ -42,7 +42,7 @@ fn main() {
             continue;
         }
         let direct = ConvSpec::new([c, h, h], o, k, s, p, 1, 1).then(Activation::Relu);
-        let algos = if winograd::eligible(&direct) { vec![direct, direct.winograd()] } else { vec![direct] };
+        let algos = if winograd::eligible(&direct) { vec![direct, direct.winograd(2), direct.winograd(4)] } else { vec![direct] };
         for spec in algos {
             let oh = (h + 2 * p - k) / s + 1;
             let macs = (o * c * k * k * oh * oh) as f64;
@@ -67,7 +67,7 @@ fn main() {
             let median = times[times.len() / 2];
             // Winograd's rate counts the direct convolution's multiply-adds ("effective").
             let gflops = 2.0 * macs / median / 1e9;
-            let algo = if fast::uses_winograd(&spec) { " winograd" } else { "" };
+            let algo = fast::winograd_tile(&spec).map_or(String::new(), |m| format!(" winograd F({m}x{m})"));
             println!("{line}: {:7.3} ms {gflops:6.1} GFLOP/s {:5.1}% of peak{algo}", median * 1e3, 100.0 * gflops / peak);
         }
     }

@@ -25,8 +25,9 @@ pub struct ConvSpec {
 pub enum ConvAlgo {
     /// [`fast::direct`]: any convolution.
     Direct,
-    /// [`fast::winograd`]: 3x3 stride-1 ones (see `winograd::eligible`).
-    Winograd,
+    /// [`fast::winograd`] with output tiles of this size (2 or 4): 3x3 stride-1 ones (see
+    /// `winograd::eligible`).
+    Winograd(u8),
 }
 
 impl ConvSpec {
@@ -49,9 +50,10 @@ impl ConvSpec {
         ConvSpec { act: Some(act), ..self }
     }
 
-    /// The same convolution through Winograd F(2x2, 3x3).
-    pub const fn winograd(self) -> Self {
-        ConvSpec { algo: ConvAlgo::Winograd, ..self }
+    /// The same convolution through Winograd F(m x m, 3x3), `m` = 2 or 4.
+    pub const fn winograd(self, m: u8) -> Self {
+        assert!(m == 2 || m == 4, "Winograd tiles are 2x2 or 4x4");
+        ConvSpec { algo: ConvAlgo::Winograd(m), ..self }
     }
 }
 

@@ -20,7 +20,7 @@ fn conv_spec(graph: &Graph, id: NodeId) -> resnetc_runtime::ConvSpec {
     let x = graph.node(n.inputs[0]).shape;
     let spec = resnetc_runtime::ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups);
     if winograd::eligible(&spec) {
-        spec.winograd()
+        spec.winograd(winograd::tile_for(&spec) as u8)
     } else {
         spec
     }
@@ -127,7 +127,10 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                     quote!(.then(Activation::#a))
                 });
                 // The algorithm, from the static shapes: Winograd where it gains.
-                let algo = winograd::eligible(&conv_spec(graph, id)).then(|| quote!(.winograd()));
+                let algo = match conv_spec(graph, id).algo {
+                    resnetc_runtime::steps::ConvAlgo::Winograd(m) => Some(quote!(.winograd(#m))),
+                    resnetc_runtime::steps::ConvAlgo::Direct => None,
+                };
                 let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then #algo), quote!(ConvSpec));
                 let bias = params.optional(id, ParamRole::Bias);
                 // The weight is packed at load for the fast GEMM; `p[j]` is the packed copy.

@@ -19,36 +19,41 @@ pub use direct::{Epilogue, PackedConv};
 
 use crate::steps::{ConvAlgo, ConvSpec};
 
-/// Whether `spec` runs as Winograd: the compiler chose it, and `RESNETC_WINOGRAD=0` does not
-/// force the direct convolution (as tests do, to check both).
-pub fn uses_winograd(spec: &ConvSpec) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    spec.algo == ConvAlgo::Winograd && *ON.get_or_init(|| std::env::var_os("RESNETC_WINOGRAD").is_none_or(|v| v != "0"))
+/// The Winograd output tile `spec` runs with: the compiler's choice, unless
+/// `RESNETC_WINOGRAD` overrides it (0: the direct convolution; 2 or 4: that tile), as tests
+/// do to check every path.
+pub fn winograd_tile(spec: &ConvSpec) -> Option<usize> {
+    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let forced = *FORCED.get_or_init(|| std::env::var("RESNETC_WINOGRAD").ok().and_then(|v| v.parse().ok()).filter(|m| [0, 2, 4].contains(m)));
+    match (spec.algo, forced) {
+        (ConvAlgo::Winograd(_), Some(0)) | (ConvAlgo::Direct, _) => None,
+        (ConvAlgo::Winograd(_), Some(m)) => Some(m),
+        (ConvAlgo::Winograd(m), None) => Some(usize::from(m)),
+    }
 }
 
 /// Packs `weight` [O, C / groups, K, K] (PyTorch's layout) for `spec`'s algorithm.
 pub fn pack(weight: &[f32], spec: &ConvSpec) -> PackedConv {
-    if uses_winograd(spec) {
-        winograd::pack(weight, spec)
-    } else {
-        PackedConv::new(weight, spec)
+    match winograd_tile(spec) {
+        Some(m) => winograd::pack(weight, spec, m),
+        None => PackedConv::new(weight, spec),
     }
 }
 
 /// `y = act(conv(x) + bias + residual)` on NHWC values by `spec`'s algorithm; `w` from
 /// [`pack`], `scratch` at least [`scratch_len`] for the batch `n`.
 pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
-    if uses_winograd(spec) {
-        winograd::conv(x, n, spec, w, epi, scratch, y);
-    } else {
-        direct::conv(x, n, spec, w, epi, scratch, y);
+    match winograd_tile(spec) {
+        Some(m) => winograd::conv(x, n, spec, m, w, epi, scratch, y),
+        None => direct::conv(x, n, spec, w, epi, scratch, y),
     }
 }
 
-/// Scratch floats [`conv`] needs for `spec` and a batch of `n`, whichever algorithm runs.
+/// Scratch floats [`conv`] needs for `spec` and a batch of `n`, whichever algorithm (and
+/// tile) runs.
 pub fn scratch_len(spec: &ConvSpec, n: usize) -> usize {
     match spec.algo {
-        ConvAlgo::Winograd => winograd::scratch_len(spec, n).max(direct::scratch_len(spec)),
+        ConvAlgo::Winograd(_) => [2, 4].map(|m| winograd::scratch_len(spec, m, n)).into_iter().fold(direct::scratch_len(spec), usize::max),
         ConvAlgo::Direct => direct::scratch_len(spec),
     }
 }

@@ -1,14 +1,15 @@
-//! Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions on NHWC activations: 2.25x fewer
-//! multiplications than the direct convolution, with rounding errors of the same order
-//! (every fixture keeps the parity target).
+//! Winograd F(m x m, 3x3) for 3x3 stride-1 convolutions on NHWC activations, m = 2 or 4:
+//! 2.25x or 4x fewer multiplications than the direct convolution. F(2x2) rounds like the
+//! direct convolution; F(4x4)'s rounding errors are some ten times larger, still well inside
+//! the parity target on every fixture.
 //!
-//! Each 2x2 block of outputs (a tile) needs a 4x4 block of input. Per tile and channel the
-//! input block `d` becomes `V = Bt d B` (16 values), the weights `g` of each (out, in)
-//! channel pair become `U = G g Gt` at load, and the 16 products `M[xi] = V[xi] . U[xi]`
-//! summed over input channels are 16 independent matrix products, run by the direct
-//! convolution's micro-kernels as one 1x1 convolution with 16 groups ([tiles, 16 * C] ->
-//! [tiles, 16 * O]). The output block is `At M A`, stored with the epilogue. Transforms run
-//! over 16 channels at a time, split over the pool's threads.
+//! Each m x m block of outputs (a tile) needs an a x a block of input, a = m + 2. Per tile
+//! and channel the input block `d` becomes `V = Bt d B` (a*a values), the weights `g` of each
+//! (out, in) channel pair become `U = G g Gt` at load, and the a*a products
+//! `M[xi] = V[xi] . U[xi]` summed over input channels are independent matrix products, run
+//! by the direct convolution's micro-kernels as one 1x1 convolution with a*a groups
+//! ([tiles, a*a * C] -> [tiles, a*a * O]). The output block is `At M A`, stored with the
+//! epilogue. Transforms run over 16 channels at a time, split over the pool's threads.
 
 use super::direct::{self, Epilogue, PackedConv};
 use super::pool::{self, SharedMut};
@@ -21,64 +22,105 @@ pub fn eligible(spec: &ConvSpec) -> bool {
     spec.kernel == 3 && p.stride == 1 && p.dilation == 1 && p.groups == 1 && spec.input[0] >= 64 && spec.out_channels >= 64
 }
 
-/// Tiles a sample: (rows, columns).
-fn tiles(spec: &ConvSpec) -> (usize, usize) {
+/// The output tile (m) the compiler picks for an [`eligible`] `spec`: 4, unless the weights
+/// it transforms (4x their size) would no longer stream from the caches, or the image is so
+/// small that most of a 4x4 tile would be padding.
+pub fn tile_for(spec: &ConvSpec) -> usize {
+    let (oh, ow) = (conv_out(spec.input[1], 3, spec.params), conv_out(spec.input[2], 3, spec.params));
+    if spec.input[0] * spec.out_channels <= MAX_F4_WEIGHTS && oh.min(ow) >= 8 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Input x output channels up to which F(4x4) is chosen.
+const MAX_F4_WEIGHTS: usize = 256 * 256;
+
+/// Tiles a sample: (rows, columns), for output tile `m`.
+fn tiles(spec: &ConvSpec, m: usize) -> (usize, usize) {
     let [_, h, w] = spec.input;
-    (conv_out(h, 3, spec.params).div_ceil(2), conv_out(w, 3, spec.params).div_ceil(2))
+    (conv_out(h, 3, spec.params).div_ceil(m), conv_out(w, 3, spec.params).div_ceil(m))
 }
 
-/// The products as a grouped 1x1 convolution over `count` tiles.
-fn products(spec: &ConvSpec, count: usize) -> ConvSpec {
-    ConvSpec::new([16 * spec.input[0], count, 1], 16 * spec.out_channels, 1, 1, 0, 1, 16)
+/// The products as a grouped 1x1 convolution over `count` tiles, for `xis` = a*a.
+fn products(spec: &ConvSpec, xis: usize, count: usize) -> ConvSpec {
+    ConvSpec::new([xis * spec.input[0], count, 1], xis * spec.out_channels, 1, 1, 0, 1, xis)
 }
 
-/// Scratch floats for a batch of `n`: the transformed input and the products, and the
-/// zeros the direct convolution asks for.
-pub fn scratch_len(spec: &ConvSpec, n: usize) -> usize {
-    let (th, tw) = tiles(spec);
+/// Scratch floats for a batch of `n` with output tile `m`: the transformed input and the
+/// products, and the zeros the direct convolution asks for.
+pub fn scratch_len(spec: &ConvSpec, m: usize, n: usize) -> usize {
+    let (th, tw) = tiles(spec, m);
     let count = n * th * tw;
-    count * 16 * (spec.input[0] + spec.out_channels) + direct::scratch_len(&products(spec, count))
+    let xis = (m + 2) * (m + 2);
+    count * xis * (spec.input[0] + spec.out_channels) + direct::scratch_len(&products(spec, xis, count))
 }
 
-/// `weight` [O, C, 3, 3] -> the 16 transformed matrices, packed for the products.
-pub fn pack(weight: &[f32], spec: &ConvSpec) -> PackedConv {
+/// `G`: the weight transform, a x 3, for m = 2 and m = 4.
+const G2: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+const G4: [[f32; 3]; 6] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// `weight` [O, C, 3, 3] -> the a*a transformed matrices for output tile `m`, packed for the
+/// products.
+pub fn pack(weight: &[f32], spec: &ConvSpec, m: usize) -> PackedConv {
     let (c, o) = (spec.input[0], spec.out_channels);
-    const G: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
-    // u[xi][oc][ic]: group xi of the products' weight [16 * O, C, 1, 1].
-    let mut u = vec![0f32; 16 * o * c];
+    let a = m + 2;
+    let g_rows: &[[f32; 3]] = if m == 4 { &G4 } else { &G2 };
+    // u[xi][oc][ic]: group xi of the products' weight [a*a * O, C, 1, 1]. Computed in f64,
+    // so that only the final value is rounded.
+    let mut u = vec![0f32; a * a * o * c];
     for oc in 0..o {
         for ic in 0..c {
             let g = &weight[(oc * c + ic) * 9..(oc * c + ic + 1) * 9];
-            // G g: 4x3, then (G g) Gt: 4x4.
-            let mut gg = [[0f32; 3]; 4];
-            for (i, row) in gg.iter_mut().enumerate() {
+            // G g: a x 3, then (G g) Gt: a x a.
+            let mut gg = [[0f64; 3]; 6];
+            for (i, row) in gg.iter_mut().enumerate().take(a) {
                 for (j, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|k| G[i][k] * g[k * 3 + j]).sum();
+                    *v = (0..3).map(|k| f64::from(g_rows[i][k]) * f64::from(g[k * 3 + j])).sum();
                 }
             }
-            for i in 0..4 {
-                for j in 0..4 {
-                    let v: f32 = (0..3).map(|k| gg[i][k] * G[j][k]).sum();
-                    u[((i * 4 + j) * o + oc) * c + ic] = v;
+            for i in 0..a {
+                for j in 0..a {
+                    let v: f64 = (0..3).map(|k| gg[i][k] * f64::from(g_rows[j][k])).sum();
+                    u[((i * a + j) * o + oc) * c + ic] = v as f32;
                 }
             }
         }
     }
-    PackedConv::new(&u, &products(spec, 1))
+    PackedConv::new(&u, &products(spec, a * a, 1))
 }
 
-/// `y = act(conv(x) + bias + residual)` for an [`eligible`] `spec`, `x` [N, H, W, C] and `y`
-/// [N, OH, OW, O]; `w` from [`pack`], `scratch` at least [`scratch_len`] for `n`.
-pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
+/// `y = act(conv(x) + bias + residual)` for an [`eligible`] `spec` with output tile `m`,
+/// `x` [N, H, W, C] and `y` [N, OH, OW, O]; `w` from [`pack`], `scratch` at least
+/// [`scratch_len`] for `n`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, m: usize, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
     let (c, o) = (spec.input[0], spec.out_channels);
-    let (th, tw) = tiles(spec);
+    let (th, tw) = tiles(spec, m);
     let count = n * th * tw;
-    let (v, rest) = scratch.split_at_mut(count * 16 * c);
-    let (m, zeros) = rest.split_at_mut(count * 16 * o);
-    input_transform(x, n, spec, v);
+    let xis = (m + 2) * (m + 2);
+    let (v, rest) = scratch.split_at_mut(count * xis * c);
+    let (mm, zeros) = rest.split_at_mut(count * xis * o);
+    if m == 4 {
+        input_transform::<6, 36>(x, n, spec, v);
+    } else {
+        input_transform::<4, 16>(x, n, spec, v);
+    }
     let none = Epilogue { bias: None, residual: None, act: None };
-    direct::conv(v, 1, &products(spec, count), w, none, zeros, m);
-    output_transform(m, n, spec, epi, y);
+    direct::conv(v, 1, &products(spec, xis, count), w, none, zeros, mm);
+    if m == 4 {
+        output_transform::<6, 36, 4>(mm, n, spec, epi, y);
+    } else {
+        output_transform::<4, 16, 2>(mm, n, spec, epi, y);
+    }
 }
 
 /// Runs `f(tile)` for tiles `0..count`, split over the pool's threads.
@@ -99,56 +141,90 @@ fn for_tiles(count: usize, f: &(dyn Fn(usize) + Sync)) {
 
 /// Lanes a transform step handles at once.
 const L: usize = 16;
+type Lanes = [f32; L];
 
-/// `V[tile][xi][c] = (Bt d B)[xi]` for every tile's 4x4 input block `d` (zero outside).
-fn input_transform(x: &[f32], n: usize, spec: &ConvSpec, v: &mut [f32]) {
+/// `Bt` applied to `d` (A values, A = 4 or 6), lane by lane.
+#[inline(always)]
+fn bt<const A: usize>(d: [&Lanes; A]) -> [Lanes; A] {
+    let mut t = [[0f32; L]; A];
+    for l in 0..L {
+        if A == 4 {
+            let (d0, d1, d2, d3) = (d[0][l], d[1][l], d[2][l], d[3][l]);
+            t[0][l] = d0 - d2;
+            t[1][l] = d1 + d2;
+            t[2][l] = d2 - d1;
+            t[3][l] = d1 - d3;
+        } else {
+            let (d0, d1, d2, d3, d4, d5) = (d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5 % A][l]);
+            t[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
+            t[1][l] = -4.0 * (d1 + d2) + d3 + d4;
+            t[2][l] = 4.0 * (d1 - d2) - d3 + d4;
+            t[3][l] = 2.0 * (d3 - d1) - d2 + d4;
+            t[4][l] = 2.0 * (d1 - d3) - d2 + d4;
+            t[5 % A][l] = 4.0 * d1 - 5.0 * d3 + d5;
+        }
+    }
+    t
+}
+
+/// `At` applied to `v` (A values), lane by lane: M = A - 2 outputs.
+#[inline(always)]
+fn at<const A: usize, const M: usize>(v: [&Lanes; A]) -> [Lanes; M] {
+    let mut o = [[0f32; L]; M];
+    for l in 0..L {
+        if A == 4 {
+            let (m0, m1, m2, m3) = (v[0][l], v[1][l], v[2][l], v[3][l]);
+            o[0][l] = m0 + m1 + m2;
+            o[1][l] = m1 - m2 - m3;
+        } else {
+            let (m0, m1, m2, m3, m4, m5) = (v[0][l], v[1][l], v[2][l], v[3][l], v[4][l], v[5 % A][l]);
+            let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+            o[0][l] = m0 + s12 + s34;
+            o[1][l] = d12 + 2.0 * d34;
+            o[2 % M][l] = s12 + 4.0 * s34;
+            o[3 % M][l] = d12 + 8.0 * d34 + m5;
+        }
+    }
+    o
+}
+
+/// `V[tile][xi][c] = (Bt d B)[xi]` for every tile's A x A input block `d` (zero outside);
+/// `AA` = A * A.
+fn input_transform<const A: usize, const AA: usize>(x: &[f32], n: usize, spec: &ConvSpec, v: &mut [f32]) {
     let [c, h, w] = spec.input;
-    let (th, tw) = tiles(spec);
+    let m = A - 2;
+    let (th, tw) = tiles(spec, m);
     let pad = spec.params.padding as isize;
     let out = SharedMut::new(v.as_mut_ptr());
     for_tiles(n * th * tw, &|t| {
         let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
-        // The 16 input pixels of the block, or None in the padding.
-        let mut src = [None; 16];
+        // The input pixels of the block, or None in the padding.
+        let mut src = [None; AA];
         for (k, s) in src.iter_mut().enumerate() {
-            let (iy, ix) = ((2 * ty + k / 4) as isize - pad, (2 * tx + k % 4) as isize - pad);
+            let (iy, ix) = ((m * ty + k / A) as isize - pad, (m * tx + k % A) as isize - pad);
             if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                 *s = Some(((b * h + iy as usize) * w + ix as usize) * c);
             }
         }
         // SAFETY: tile t alone writes V[t].
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * 16 * c), 16 * c) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * AA * c), AA * c) };
         for c0 in (0..c).step_by(L) {
             let lanes = (c - c0).min(L);
-            let mut d = [[0f32; L]; 16];
+            let mut d = [[0f32; L]; AA];
             for (dk, s) in d.iter_mut().zip(&src) {
                 if let Some(at) = s {
                     copy_lanes(dk, &x[at + c0..], lanes);
                 }
             }
-            // Bt d: rows.
-            let mut t4 = [[0f32; L]; 16];
-            for j in 0..4 {
-                for l in 0..L {
-                    let (d0, d1, d2, d3) = (d[j][l], d[4 + j][l], d[8 + j][l], d[12 + j][l]);
-                    t4[j][l] = d0 - d2;
-                    t4[4 + j][l] = d1 + d2;
-                    t4[8 + j][l] = d2 - d1;
-                    t4[12 + j][l] = d1 - d3;
-                }
+            // Bt d: down each column; then (Bt d) B: along each row.
+            let mut cols = [[[0f32; L]; A]; A];
+            for (j, col) in cols.iter_mut().enumerate() {
+                *col = bt::<A>(std::array::from_fn(|i| &d[i * A + j]));
             }
-            // (Bt d) B: columns.
-            for i in 0..4 {
-                let mut r = [[0f32; L]; 4];
-                for l in 0..L {
-                    let (t0, t1, t2, t3) = (t4[4 * i][l], t4[4 * i + 1][l], t4[4 * i + 2][l], t4[4 * i + 3][l]);
-                    r[0][l] = t0 - t2;
-                    r[1][l] = t1 + t2;
-                    r[2][l] = t2 - t1;
-                    r[3][l] = t1 - t3;
-                }
+            for i in 0..A {
+                let r = bt::<A>(std::array::from_fn(|j| &cols[j][i]));
                 for (j, rj) in r.iter().enumerate() {
-                    store_lanes(&mut dst[(4 * i + j) * c + c0..], rj, lanes);
+                    store_lanes(&mut dst[(i * A + j) * c + c0..], rj, lanes);
                 }
             }
         }
@@ -157,7 +233,7 @@ fn input_transform(x: &[f32], n: usize, spec: &ConvSpec, v: &mut [f32]) {
 
 /// The first `lanes` floats of `src` into `dst` (a fixed-size copy when all 16 are).
 #[inline(always)]
-fn copy_lanes(dst: &mut [f32; L], src: &[f32], lanes: usize) {
+fn copy_lanes(dst: &mut Lanes, src: &[f32], lanes: usize) {
     if lanes == L {
         dst.copy_from_slice(&src[..L]);
     } else {
@@ -167,7 +243,7 @@ fn copy_lanes(dst: &mut [f32; L], src: &[f32], lanes: usize) {
 
 /// The first `lanes` floats of `src` into `dst`.
 #[inline(always)]
-fn store_lanes(dst: &mut [f32], src: &[f32; L], lanes: usize) {
+fn store_lanes(dst: &mut [f32], src: &Lanes, lanes: usize) {
     if lanes == L {
         dst[..L].copy_from_slice(src);
     } else {
@@ -175,58 +251,54 @@ fn store_lanes(dst: &mut [f32], src: &[f32; L], lanes: usize) {
     }
 }
 
-/// `y` = the epilogue of `At M A` for every tile, its outputs inside the image.
-fn output_transform(m: &[f32], n: usize, spec: &ConvSpec, epi: Epilogue<'_>, y: &mut [f32]) {
+/// `y` = the epilogue of `At M A` for every tile, its outputs inside the image; `AA` = A * A,
+/// `M` = A - 2.
+fn output_transform<const A: usize, const AA: usize, const M: usize>(mm: &[f32], n: usize, spec: &ConvSpec, epi: Epilogue<'_>, y: &mut [f32]) {
     let [_, h, w] = spec.input;
     let o = spec.out_channels;
     let (oh, ow) = (conv_out(h, 3, spec.params), conv_out(w, 3, spec.params));
-    let (th, tw) = tiles(spec);
+    let (th, tw) = tiles(spec, M);
     let out = SharedMut::new(y.as_mut_ptr());
     for_tiles(n * th * tw, &|t| {
         let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
-        let src = &m[t * 16 * o..(t + 1) * 16 * o];
+        let src = &mm[t * AA * o..(t + 1) * AA * o];
         for c0 in (0..o).step_by(L) {
             let lanes = (o - c0).min(L);
-            let mut mm = [[0f32; L]; 16];
-            for (xi, row) in mm.iter_mut().enumerate() {
+            let mut v = [[0f32; L]; AA];
+            for (xi, row) in v.iter_mut().enumerate() {
                 copy_lanes(row, &src[xi * o + c0..], lanes);
             }
-            // At M: 2x4, then (At M) A: 2x2.
-            let mut a = [[0f32; L]; 8];
-            for j in 0..4 {
-                for l in 0..L {
-                    let (m0, m1, m2, m3) = (mm[j][l], mm[4 + j][l], mm[8 + j][l], mm[12 + j][l]);
-                    a[j][l] = m0 + m1 + m2;
-                    a[4 + j][l] = m1 - m2 - m3;
-                }
+            // At M: down each column (M x A), then (At M) A: along each row (M x M).
+            let mut cols = [[[0f32; L]; M]; A];
+            for (j, col) in cols.iter_mut().enumerate() {
+                *col = at::<A, M>(std::array::from_fn(|i| &v[i * A + j]));
             }
-            let mut r = [[0f32; L]; 4];
-            for i in 0..2 {
-                for l in 0..L {
-                    let (a0, a1, a2, a3) = (a[4 * i][l], a[4 * i + 1][l], a[4 * i + 2][l], a[4 * i + 3][l]);
-                    r[2 * i][l] = a0 + a1 + a2;
-                    r[2 * i + 1][l] = a1 - a2 - a3;
+            for i in 0..M {
+                let oy = M * ty + i;
+                if oy >= oh {
+                    break;
                 }
-            }
-            for (k, rk) in r.iter_mut().enumerate() {
-                let (oy, ox) = (2 * ty + k / 2, 2 * tx + k % 2);
-                if oy >= oh || ox >= ow {
-                    continue;
+                let mut r = at::<A, M>(std::array::from_fn(|j| &cols[j][i]));
+                for (j, rk) in r.iter_mut().enumerate() {
+                    let ox = M * tx + j;
+                    if ox >= ow {
+                        break;
+                    }
+                    let at = ((b * oh + oy) * ow + ox) * o + c0;
+                    if let Some(bias) = epi.bias {
+                        rk.iter_mut().zip(&bias[c0..c0 + lanes]).for_each(|(v, b)| *v += b);
+                    }
+                    if let Some(res) = epi.residual {
+                        rk.iter_mut().zip(&res[at..at + lanes]).for_each(|(v, r)| *v += r);
+                    }
+                    match epi.act {
+                        Some(Activation::Relu) => rk.iter_mut().for_each(|v| *v = v.max(0.0)),
+                        Some(act) => rk.iter_mut().for_each(|v| *v = act.apply(*v)),
+                        None => {}
+                    }
+                    // SAFETY: tile t alone writes its outputs.
+                    store_lanes(unsafe { std::slice::from_raw_parts_mut(out.get().add(at), lanes) }, rk, lanes);
                 }
-                let at = ((b * oh + oy) * ow + ox) * o + c0;
-                if let Some(bias) = epi.bias {
-                    rk.iter_mut().zip(&bias[c0..c0 + lanes]).for_each(|(v, b)| *v += b);
-                }
-                if let Some(res) = epi.residual {
-                    rk.iter_mut().zip(&res[at..at + lanes]).for_each(|(v, r)| *v += r);
-                }
-                match epi.act {
-                    Some(Activation::Relu) => rk.iter_mut().for_each(|v| *v = v.max(0.0)),
-                    Some(act) => rk.iter_mut().for_each(|v| *v = act.apply(*v)),
-                    None => {}
-                }
-                // SAFETY: tile t alone writes its outputs.
-                store_lanes(unsafe { std::slice::from_raw_parts_mut(out.get().add(at), lanes) }, rk, lanes);
             }
         }
     });
@@ -240,11 +312,13 @@ mod tests {
     use crate::kernels::Conv2dParams;
     use ndarray::Array4;
 
-    /// Against the plain NCHW kernel (then residual and relu): odd sizes leave partial
-    /// tiles, padding 0 and 2 as well as 1, a batch of 2, channel counts off the 16 lanes.
+    /// Both tile sizes against the plain NCHW kernel (then residual and relu): odd sizes
+    /// leave partial tiles, padding 0 and 2 as well as 1, a batch of 2, channel counts off
+    /// the 16 lanes.
     #[test]
     fn matches_the_plain_kernel() {
-        for (n, c, h, w, o, pd) in [(2, 64, 9, 7, 64, 1), (1, 80, 6, 6, 72, 0), (1, 64, 5, 8, 130, 2), (1, 96, 7, 7, 64, 1)] {
+        let cases = [(2, 64, 9, 7, 64, 1), (1, 80, 6, 6, 72, 0), (1, 64, 5, 8, 130, 2), (1, 96, 7, 7, 64, 1), (1, 64, 14, 13, 64, 1)];
+        for (m, (n, c, h, w, o, pd)) in [2u8, 4].into_iter().flat_map(|m| cases.map(|case| (m, case))) {
             let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
             let wt = seq(o * c * 9, 2);
             let bias = seq(o, 3);
@@ -253,16 +327,17 @@ mod tests {
             let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
             let want = (&plain + &res).mapv(|v| v.max(0.0));
             let (_, _, oh, ow) = plain.dim();
-            let spec = ConvSpec::new([c, h, w], o, 3, 1, pd, 1, 1).then(Activation::Relu).winograd();
+            let spec = ConvSpec::new([c, h, w], o, 3, 1, pd, 1, 1).then(Activation::Relu).winograd(m);
             assert!(eligible(&spec));
-            let packed = pack(&wt, &spec);
+            let m = usize::from(m);
+            let packed = pack(&wt, &spec, m);
             let mut xn = vec![0f32; x.len()];
             to_nhwc(x.as_slice().unwrap(), [n, c, h, w], &mut xn);
             let mut rn = vec![0f32; res.len()];
             to_nhwc(res.as_slice().unwrap(), [n, o, oh, ow], &mut rn);
-            let mut scratch = vec![f32::NAN; scratch_len(&spec, n)];
+            let mut scratch = vec![f32::NAN; scratch_len(&spec, m, n)];
             let mut yn = vec![0f32; plain.len()];
-            conv(&xn, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut scratch, &mut yn);
+            conv(&xn, n, &spec, m, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut scratch, &mut yn);
             let mut y = vec![0f32; plain.len()];
             to_nchw(&yn, [n, o, oh, ow], &mut y);
             assert_close(&Array4::from_shape_vec(plain.dim(), y).unwrap(), &want);
