@@ -42,7 +42,14 @@ impl ConvSpec {
         dilation: usize,
         groups: usize,
     ) -> Self {
-        ConvSpec { input, out_channels, kernel, params: Conv2dParams { stride, padding, dilation, groups }, act: None, algo: ConvAlgo::Direct }
+        ConvSpec {
+            input,
+            out_channels,
+            kernel,
+            params: Conv2dParams { stride, padding, dilation, groups },
+            act: None,
+            algo: ConvAlgo::Direct,
+        }
     }
 
     /// The same convolution followed by `act` (fused).

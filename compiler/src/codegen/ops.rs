@@ -128,7 +128,10 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                 });
                 // The algorithm, from the static shapes: Winograd where it gains.
                 let algo = match conv_spec(graph, id).algo {
-                    resnetc_runtime::steps::ConvAlgo::Winograd(m) => Some(quote!(.winograd(#m))),
+                    resnetc_runtime::steps::ConvAlgo::Winograd(m) => {
+                        let m = proc_macro2::Literal::u8_unsuffixed(m);
+                        Some(quote!(.winograd(#m)))
+                    }
                     resnetc_runtime::steps::ConvAlgo::Direct => None,
                 };
                 let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then #algo), quote!(ConvSpec));

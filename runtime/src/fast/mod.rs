@@ -24,7 +24,8 @@ use crate::steps::{ConvAlgo, ConvSpec};
 /// do to check every path.
 pub fn winograd_tile(spec: &ConvSpec) -> Option<usize> {
     static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    let forced = *FORCED.get_or_init(|| std::env::var("RESNETC_WINOGRAD").ok().and_then(|v| v.parse().ok()).filter(|m| [0, 2, 4].contains(m)));
+    let forced =
+        *FORCED.get_or_init(|| std::env::var("RESNETC_WINOGRAD").ok().and_then(|v| v.parse().ok()).filter(|m| [0, 2, 4].contains(m)));
     match (spec.algo, forced) {
         (ConvAlgo::Winograd(_), Some(0)) | (ConvAlgo::Direct, _) => None,
         (ConvAlgo::Winograd(_), Some(m)) => Some(m),

@@ -253,7 +253,13 @@ fn store_lanes(dst: &mut [f32], src: &Lanes, lanes: usize) {
 
 /// `y` = the epilogue of `At M A` for every tile, its outputs inside the image; `AA` = A * A,
 /// `M` = A - 2.
-fn output_transform<const A: usize, const AA: usize, const M: usize>(mm: &[f32], n: usize, spec: &ConvSpec, epi: Epilogue<'_>, y: &mut [f32]) {
+fn output_transform<const A: usize, const AA: usize, const M: usize>(
+    mm: &[f32],
+    n: usize,
+    spec: &ConvSpec,
+    epi: Epilogue<'_>,
+    y: &mut [f32],
+) {
     let [_, h, w] = spec.input;
     let o = spec.out_channels;
     let (oh, ow) = (conv_out(h, 3, spec.params), conv_out(w, 3, spec.params));
