@@ -117,7 +117,6 @@ pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<
         w: wd,
         c: c / p.groups,
         pixel_stride: c,
-        pixels,
         oh,
         ow,
         kernel: spec.kernel,
@@ -184,8 +183,6 @@ struct Geometry {
     c: usize,
     /// Floats from one input pixel to the next (all channels).
     pixel_stride: usize,
-    /// Output pixels over the batch.
-    pixels: usize,
     oh: usize,
     ow: usize,
     kernel: usize,
@@ -213,7 +210,6 @@ unsafe fn run_tile(
     ldc: usize,
 ) {
     let per_group = w.og.div_ceil(OCB);
-    prefetch_next(x, g, w, &blocks, q0, epi, y, ldc);
     let out = |gi: usize, b: usize, width: usize| {
         let col0 = gi * w.og + b * OCB;
         TileOut {
@@ -303,51 +299,6 @@ impl SegList {
     }
 }
 
-/// Asks the caches for what the next tile (pixels `q0 + MR..`, same blocks) reads and writes
-/// from memory in long contiguous runs: its residual and output rows and, for a 1x1
-/// stride-1 convolution, its input pixels. Their misses otherwise stall the epilogue of
-/// layers with a short reduction.
-#[allow(clippy::too_many_arguments)]
-fn prefetch_next(
-    x: &[f32],
-    g: &Geometry,
-    w: &PackedConv,
-    blocks: &std::ops::Range<usize>,
-    q0: usize,
-    epi: Epilogue<'_>,
-    y: *mut f32,
-    ldc: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let next = q0 + MR;
-        if next >= g.pixels || blocks.is_empty() {
-            return;
-        }
-        let rows = (g.pixels - next).min(MR);
-        let per_group = w.og.div_ceil(OCB);
-        let col = |gb: usize| (gb / per_group) * w.og + (gb % per_group) * OCB;
-        let (c0, c1) = (col(blocks.start), (col(blocks.end - 1) + OCB).min(ldc));
-        let lines = |p: *const f32, floats: usize| {
-            for off in (0..floats).step_by(16) {
-                // SAFETY: prefetching is a hint; the addresses are inside the buffers anyway.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
-            }
-        };
-        for i in 0..rows {
-            let at = (next + i) * ldc + c0;
-            if let Some(r) = epi.residual {
-                lines(r.as_ptr().wrapping_add(at), c1 - c0);
-            }
-            lines(y.wrapping_add(at), c1 - c0);
-        }
-        if g.kernel == 1 && g.stride == 1 && g.padding == 0 {
-            lines(x.as_ptr().wrapping_add(next * g.pixel_stride), rows * g.pixel_stride);
-        }
-    }
-}
-
 /// Calls `f` with each segment of the reduction of pixels `q0..q0 + rows` (group 0), in
 /// weight-row order: a whole kernel row where every pixel's row lies inside the image width
 /// (or entirely in the top/bottom padding) and the group has every channel, one tap
@@ -413,12 +364,16 @@ fn segments(x: &[f32], zeros: &[f32], patch: *mut f32, g: &Geometry, q0: usize, 
                 // SAFETY: slot (i, r) of `patch` holds k * c floats (PATCH >= MR * k * k * c);
                 // every one is written here before the kernel reads it.
                 let slot = unsafe { patch.add((i * k + r) * k * c) };
-                for s in 0..k {
-                    let dst = unsafe { slot.add(s * c) };
-                    match pixel(img, yy, ix + s as isize) {
-                        Some(src) => unsafe { std::ptr::copy_nonoverlapping(src, dst, c) },
-                        None => unsafe { std::ptr::write_bytes(dst, 0, c) },
+                // Taps s0..s1 are inside the image, one contiguous run; zeros around it.
+                let s0 = (-ix).clamp(0, k as isize) as usize;
+                let s1 = (g.w as isize - ix).clamp(s0 as isize, k as isize) as usize;
+                unsafe {
+                    std::ptr::write_bytes(slot, 0, s0 * c);
+                    if s1 > s0 {
+                        let src = pixel(img, yy, ix + s0 as isize).expect("invariant: tap s0 is inside the image");
+                        std::ptr::copy_nonoverlapping(src, slot.add(s0 * c), (s1 - s0) * c);
                     }
+                    std::ptr::write_bytes(slot.add(s1 * c), 0, (k - s1) * c);
                 }
                 seg.ptr[i] = slot;
             }
