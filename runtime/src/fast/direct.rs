@@ -103,6 +103,17 @@ pub struct Epilogue<'a> {
 /// `y = act(conv(x) + bias + residual)`, `x` [N, H, W, C] and `y` [N, OH, OW, O], split over
 /// the global pool's threads. `zeros` holds at least [`scratch_len`] floats (zeroed here).
 pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
+    conv_on(pool::global().threads(), x, n, spec, w, epi, zeros, y);
+}
+
+/// [`conv`] on the calling thread only (from inside a pool job).
+pub(crate) fn conv_serial(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
+    conv_on(1, x, n, spec, w, epi, zeros, y);
+}
+
+/// [`conv`] split over up to `threads` of the pool's threads.
+#[allow(clippy::too_many_arguments)]
+fn conv_on(threads: usize, x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
     let [c, h, wd] = spec.input;
     let p = spec.params;
     let (oh, ow) = (conv_out(h, spec.kernel, p), conv_out(wd, spec.kernel, p));
@@ -127,9 +138,8 @@ pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<
     let tiles = pixels.div_ceil(MR);
     // Blocks over all groups: group `gb / per_group`, block `gb % per_group`.
     let blocks = p.groups * w.og.div_ceil(OCB);
-    let pool = pool::global();
     let items = tiles * blocks;
-    let threads = pool.threads().min(items);
+    let threads = threads.min(items);
     // The (tile, block) items in one of two orders, split evenly over the threads. Tile-major
     // keeps each input tile in L1 while it meets every block, the packed weights staying in
     // L2/L3; block-major streams one block at a time over all tiles, for weights too large
@@ -163,7 +173,7 @@ pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<
     if threads <= 1 {
         job(0);
     } else {
-        pool.run(&|t| {
+        pool::global().run(&|t| {
             if t < threads {
                 job(t)
             }

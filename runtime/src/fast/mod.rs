@@ -9,6 +9,41 @@
 //! Set `RESNETC_PORTABLE=1` to force the portable micro-kernel (CI tests both paths), and
 //! `RESNETC_AVX512=0` to keep to AVX2.
 
+/// `fn $name` running `$body` (an `#[inline(always)]` fn with the same arguments) compiled
+/// for the widest SIMD the machine has, chosen at run time: the plain loops of transforms
+/// and pools, written over 16 lanes, then vectorise to AVX-512 or AVX2 instead of the
+/// baseline's SSE2. `[generics] [generic args]` may be empty.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident [$($g:tt)*] [$($ga:tt)*] ($($arg:ident : $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name<$($g)*>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn wide<$($g)*>($($arg: $ty),*) {
+                    $body::<$($ga)*>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn narrow<$($g)*>($($arg: $ty),*) {
+                    $body::<$($ga)*>($($arg),*)
+                }
+                if $crate::fast::avx512_enabled() {
+                    // SAFETY: the features were detected.
+                    return unsafe { wide::<$($ga)*>($($arg),*) };
+                }
+                if $crate::fast::simd_enabled() {
+                    // SAFETY: as above.
+                    return unsafe { narrow::<$($ga)*>($($arg),*) };
+                }
+            }
+            $body::<$($ga)*>($($arg),*)
+        }
+    };
+}
+
 pub mod direct;
 pub mod nhwc;
 pub mod peak;

@@ -59,21 +59,30 @@ fn rows_parallel(y: &mut [f32], n: usize, oh: usize, row: usize, f: &(dyn Fn(usi
 pub fn max_pool(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
     let [n, c, h, w] = dims;
     let (oh, ow) = (pool_out(h, p), pool_out(w, p));
-    rows_parallel(y, n, oh, ow * c, &|b, oy, out| {
-        let y0 = (oy * p.stride) as isize - p.padding as isize;
-        for (ox, o) in out.chunks_exact_mut(c).enumerate() {
-            let x0 = (ox * p.stride) as isize - p.padding as isize;
-            o.fill(f32::NEG_INFINITY);
-            for iy in y0.max(0)..(y0 + p.kernel as isize).min(h as isize) {
-                for ix in x0.max(0)..(x0 + p.kernel as isize).min(w as isize) {
-                    let at = ((b * h + iy as usize) * w + ix as usize) * c;
-                    for (m, &v) in o.iter_mut().zip(&x[at..at + c]) {
-                        *m = if v > *m || v.is_nan() { v } else { *m };
-                    }
+    rows_parallel(y, n, oh, ow * c, &|b, oy, out| max_pool_row(x, dims, p, b, oy, out));
+}
+
+multiversion! {
+    /// One output row of [`max_pool`].
+    fn max_pool_row [] [] (x: &[f32], dims: [usize; 4], p: PoolParams, b: usize, oy: usize, out: &mut [f32]) => max_pool_row_body
+}
+
+#[inline(always)]
+fn max_pool_row_body(x: &[f32], dims: [usize; 4], p: PoolParams, b: usize, oy: usize, out: &mut [f32]) {
+    let [_, c, h, w] = dims;
+    let y0 = (oy * p.stride) as isize - p.padding as isize;
+    for (ox, o) in out.chunks_exact_mut(c).enumerate() {
+        let x0 = (ox * p.stride) as isize - p.padding as isize;
+        o.fill(f32::NEG_INFINITY);
+        for iy in y0.max(0)..(y0 + p.kernel as isize).min(h as isize) {
+            for ix in x0.max(0)..(x0 + p.kernel as isize).min(w as isize) {
+                let at = ((b * h + iy as usize) * w + ix as usize) * c;
+                for (m, &v) in o.iter_mut().zip(&x[at..at + c]) {
+                    *m = if v > *m || v.is_nan() { v } else { *m };
                 }
             }
         }
-    });
+    }
 }
 
 /// Average pooling on [N, H, W, C] (`dims` = [N, C, H, W]), divisors as PyTorch's.

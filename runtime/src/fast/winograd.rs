@@ -103,24 +103,77 @@ pub fn pack(weight: &[f32], spec: &ConvSpec, m: usize) -> PackedConv {
 /// [`scratch_len`] for `n`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, m: usize, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
+    if m == 4 {
+        run::<6, 36, 4>(x, n, spec, w, epi, scratch, y);
+    } else {
+        run::<4, 16, 2>(x, n, spec, w, epi, scratch, y);
+    }
+}
+
+/// Transformed weights up to this size take the chunked path of [`run`].
+const CHUNKED_MAX_WEIGHTS: usize = 2 << 20;
+/// Bytes of transformed tiles (input and products) a thread keeps in L2 on that path.
+const CHUNK_BYTES: usize = 384 << 10;
+
+/// [`conv`] for tile `M` (A = M + 2, AA = A * A). Layers whose transformed weights are small
+/// run chunked: each thread takes its share of the tiles through all three phases, a few
+/// tiles at a time, so the transformed values stay in its L2 and the layer costs one
+/// fork-join. Otherwise (large weights, which should be read once for all tiles) each
+/// phase runs over all tiles, split over the threads.
+fn run<const A: usize, const AA: usize, const M: usize>(
+    x: &[f32],
+    n: usize,
+    spec: &ConvSpec,
+    w: &PackedConv,
+    epi: Epilogue<'_>,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
     let (c, o) = (spec.input[0], spec.out_channels);
-    let (th, tw) = tiles(spec, m);
+    let (th, tw) = tiles(spec, M);
     let count = n * th * tw;
-    let xis = (m + 2) * (m + 2);
-    let (v, rest) = scratch.split_at_mut(count * xis * c);
-    let (mm, zeros) = rest.split_at_mut(count * xis * o);
-    if m == 4 {
-        input_transform::<6, 36>(x, n, spec, v);
-    } else {
-        input_transform::<4, 16>(x, n, spec, v);
-    }
     let none = Epilogue { bias: None, residual: None, act: None };
-    direct::conv(v, 1, &products(spec, xis, count), w, none, zeros, mm);
-    if m == 4 {
-        output_transform::<6, 36, 4>(mm, n, spec, epi, y);
-    } else {
-        output_transform::<4, 16, 2>(mm, n, spec, epi, y);
+    let pool = pool::global();
+    // A chunk: a multiple of the micro-kernel's rows.
+    let chunk = (CHUNK_BYTES / (4 * AA * (c + o))).max(1).div_ceil(direct::MR) * direct::MR;
+    let per_thread = chunk * AA * (c + o) + AA * c;
+    let threads = pool.threads().min(count.div_ceil(chunk));
+    if AA * c * o * 4 <= CHUNKED_MAX_WEIGHTS && threads * per_thread <= scratch.len() {
+        let (base, out) = (SharedMut::new(scratch.as_mut_ptr()), SharedMut::new(y.as_mut_ptr()));
+        let per = count.div_ceil(threads);
+        let job = |t: usize| {
+            // SAFETY: task t alone uses region t of the scratch (checked to fit above).
+            let region = unsafe { std::slice::from_raw_parts_mut(base.get().add(t * per_thread), per_thread) };
+            let (v, rest) = region.split_at_mut(chunk * AA * c);
+            let (mm, zeros) = rest.split_at_mut(chunk * AA * o);
+            let (end, vp) = (((t + 1) * per).min(count), SharedMut::new(v.as_mut_ptr()));
+            for first in (t * per..end).step_by(chunk) {
+                let len = chunk.min(end - first);
+                for slot in 0..len {
+                    input_tile::<A, AA>(x, spec, th, tw, first + slot, slot, vp);
+                }
+                direct::conv_serial(v, 1, &products(spec, AA, len), w, none, zeros, mm);
+                for slot in 0..len {
+                    output_tile::<A, AA, M>(mm, spec, epi, th, tw, first + slot, slot, out);
+                }
+            }
+        };
+        if threads <= 1 {
+            job(0);
+        } else {
+            pool.run(&|t| {
+                if t < threads {
+                    job(t);
+                }
+            });
+        }
+        return;
     }
+    let (v, rest) = scratch.split_at_mut(count * AA * c);
+    let (mm, zeros) = rest.split_at_mut(count * AA * o);
+    input_transform::<A, AA>(x, n, spec, v);
+    direct::conv(v, 1, &products(spec, AA, count), w, none, zeros, mm);
+    output_transform::<A, AA, M>(mm, n, spec, epi, y);
 }
 
 /// Runs `f(tile)` for tiles `0..count`, split over the pool's threads.
@@ -191,44 +244,61 @@ fn at<const A: usize, const M: usize>(v: [&Lanes; A]) -> [Lanes; M] {
 /// `V[tile][xi][c] = (Bt d B)[xi]` for every tile's A x A input block `d` (zero outside);
 /// `AA` = A * A.
 fn input_transform<const A: usize, const AA: usize>(x: &[f32], n: usize, spec: &ConvSpec, v: &mut [f32]) {
+    let (th, tw) = tiles(spec, A - 2);
+    let out = SharedMut::new(v.as_mut_ptr());
+    for_tiles(n * th * tw, &|t| input_tile::<A, AA>(x, spec, th, tw, t, t, out));
+}
+
+multiversion! {
+    /// [`input_transform`] of tile `t`.
+    fn input_tile [const A: usize, const AA: usize] [A, AA]
+        (x: &[f32], spec: &ConvSpec, th: usize, tw: usize, t: usize, slot: usize, out: SharedMut) => input_tile_body
+}
+
+#[inline(always)]
+fn input_tile_body<const A: usize, const AA: usize>(
+    x: &[f32],
+    spec: &ConvSpec,
+    th: usize,
+    tw: usize,
+    t: usize,
+    slot: usize,
+    out: SharedMut,
+) {
     let [c, h, w] = spec.input;
     let m = A - 2;
-    let (th, tw) = tiles(spec, m);
     let pad = spec.params.padding as isize;
-    let out = SharedMut::new(v.as_mut_ptr());
-    for_tiles(n * th * tw, &|t| {
-        let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
-        // The input pixels of the block, or None in the padding.
-        let mut src = [None; AA];
-        for (k, s) in src.iter_mut().enumerate() {
-            let (iy, ix) = ((m * ty + k / A) as isize - pad, (m * tx + k % A) as isize - pad);
-            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                *s = Some(((b * h + iy as usize) * w + ix as usize) * c);
+    let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
+    // The input pixels of the block, or None in the padding.
+    let mut src = [None; AA];
+    for (k, s) in src.iter_mut().enumerate() {
+        let (iy, ix) = ((m * ty + k / A) as isize - pad, (m * tx + k % A) as isize - pad);
+        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+            *s = Some(((b * h + iy as usize) * w + ix as usize) * c);
+        }
+    }
+    // SAFETY: tile t alone writes V[t].
+    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(slot * AA * c), AA * c) };
+    for c0 in (0..c).step_by(L) {
+        let lanes = (c - c0).min(L);
+        let mut d = [[0f32; L]; AA];
+        for (dk, s) in d.iter_mut().zip(&src) {
+            if let Some(at) = s {
+                copy_lanes(dk, &x[at + c0..], lanes);
             }
         }
-        // SAFETY: tile t alone writes V[t].
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * AA * c), AA * c) };
-        for c0 in (0..c).step_by(L) {
-            let lanes = (c - c0).min(L);
-            let mut d = [[0f32; L]; AA];
-            for (dk, s) in d.iter_mut().zip(&src) {
-                if let Some(at) = s {
-                    copy_lanes(dk, &x[at + c0..], lanes);
-                }
-            }
-            // Bt d: down each column; then (Bt d) B: along each row.
-            let mut cols = [[[0f32; L]; A]; A];
-            for (j, col) in cols.iter_mut().enumerate() {
-                *col = bt::<A>(std::array::from_fn(|i| &d[i * A + j]));
-            }
-            for i in 0..A {
-                let r = bt::<A>(std::array::from_fn(|j| &cols[j][i]));
-                for (j, rj) in r.iter().enumerate() {
-                    store_lanes(&mut dst[(i * A + j) * c + c0..], rj, lanes);
-                }
+        // Bt d: down each column; then (Bt d) B: along each row.
+        let mut cols = [[[0f32; L]; A]; A];
+        for (j, col) in cols.iter_mut().enumerate() {
+            *col = bt::<A>(std::array::from_fn(|i| &d[i * A + j]));
+        }
+        for i in 0..A {
+            let r = bt::<A>(std::array::from_fn(|j| &cols[j][i]));
+            for (j, rj) in r.iter().enumerate() {
+                store_lanes(&mut dst[(i * A + j) * c + c0..], rj, lanes);
             }
         }
-    });
+    }
 }
 
 /// The first `lanes` floats of `src` into `dst` (a fixed-size copy when all 16 are).
@@ -260,61 +330,79 @@ fn output_transform<const A: usize, const AA: usize, const M: usize>(
     epi: Epilogue<'_>,
     y: &mut [f32],
 ) {
+    let (th, tw) = tiles(spec, M);
+    let out = SharedMut::new(y.as_mut_ptr());
+    for_tiles(n * th * tw, &|t| output_tile::<A, AA, M>(mm, spec, epi, th, tw, t, t, out));
+}
+
+multiversion! {
+    /// [`output_transform`] of tile `t`.
+    fn output_tile [const A: usize, const AA: usize, const M: usize] [A, AA, M]
+        (mm: &[f32], spec: &ConvSpec, epi: Epilogue<'_>, th: usize, tw: usize, t: usize, slot: usize, out: SharedMut) => output_tile_body
+}
+
+#[inline(always)]
+fn output_tile_body<const A: usize, const AA: usize, const M: usize>(
+    mm: &[f32],
+    spec: &ConvSpec,
+    epi: Epilogue<'_>,
+    th: usize,
+    tw: usize,
+    t: usize,
+    slot: usize,
+    out: SharedMut,
+) {
     let [_, h, w] = spec.input;
     let o = spec.out_channels;
     let (oh, ow) = (conv_out(h, 3, spec.params), conv_out(w, 3, spec.params));
-    let (th, tw) = tiles(spec, M);
-    let out = SharedMut::new(y.as_mut_ptr());
-    for_tiles(n * th * tw, &|t| {
-        let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
-        let src = &mm[t * AA * o..(t + 1) * AA * o];
-        for c0 in (0..o).step_by(L) {
-            let lanes = (o - c0).min(L);
-            let mut v = [[0f32; L]; AA];
-            for (xi, row) in v.iter_mut().enumerate() {
-                copy_lanes(row, &src[xi * o + c0..], lanes);
+    let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
+    let src = &mm[slot * AA * o..(slot + 1) * AA * o];
+    for c0 in (0..o).step_by(L) {
+        let lanes = (o - c0).min(L);
+        let mut v = [[0f32; L]; AA];
+        for (xi, row) in v.iter_mut().enumerate() {
+            copy_lanes(row, &src[xi * o + c0..], lanes);
+        }
+        // At M: down each column (M x A), then (At M) A: along each row (M x M).
+        let mut cols = [[[0f32; L]; M]; A];
+        for (j, col) in cols.iter_mut().enumerate() {
+            *col = at::<A, M>(std::array::from_fn(|i| &v[i * A + j]));
+        }
+        for i in 0..M {
+            let oy = M * ty + i;
+            if oy >= oh {
+                break;
             }
-            // At M: down each column (M x A), then (At M) A: along each row (M x M).
-            let mut cols = [[[0f32; L]; M]; A];
-            for (j, col) in cols.iter_mut().enumerate() {
-                *col = at::<A, M>(std::array::from_fn(|i| &v[i * A + j]));
-            }
-            for i in 0..M {
-                let oy = M * ty + i;
-                if oy >= oh {
+            let mut r = at::<A, M>(std::array::from_fn(|j| &cols[j][i]));
+            for (j, rk) in r.iter_mut().enumerate() {
+                let ox = M * tx + j;
+                if ox >= ow {
                     break;
                 }
-                let mut r = at::<A, M>(std::array::from_fn(|j| &cols[j][i]));
-                for (j, rk) in r.iter_mut().enumerate() {
-                    let ox = M * tx + j;
-                    if ox >= ow {
-                        break;
-                    }
-                    let at = ((b * oh + oy) * ow + ox) * o + c0;
-                    if let Some(bias) = epi.bias {
-                        rk.iter_mut().zip(&bias[c0..c0 + lanes]).for_each(|(v, b)| *v += b);
-                    }
-                    if let Some(res) = epi.residual {
-                        rk.iter_mut().zip(&res[at..at + lanes]).for_each(|(v, r)| *v += r);
-                    }
-                    match epi.act {
-                        Some(Activation::Relu) => rk.iter_mut().for_each(|v| *v = v.max(0.0)),
-                        Some(act) => rk.iter_mut().for_each(|v| *v = act.apply(*v)),
-                        None => {}
-                    }
-                    // SAFETY: tile t alone writes its outputs.
-                    store_lanes(unsafe { std::slice::from_raw_parts_mut(out.get().add(at), lanes) }, rk, lanes);
+                let at = ((b * oh + oy) * ow + ox) * o + c0;
+                if let Some(bias) = epi.bias {
+                    rk.iter_mut().zip(&bias[c0..c0 + lanes]).for_each(|(v, b)| *v += b);
                 }
+                if let Some(res) = epi.residual {
+                    rk.iter_mut().zip(&res[at..at + lanes]).for_each(|(v, r)| *v += r);
+                }
+                match epi.act {
+                    Some(Activation::Relu) => rk.iter_mut().for_each(|v| *v = v.max(0.0)),
+                    Some(act) => rk.iter_mut().for_each(|v| *v = act.apply(*v)),
+                    None => {}
+                }
+                // SAFETY: tile t alone writes its outputs.
+                store_lanes(unsafe { std::slice::from_raw_parts_mut(out.get().add(at), lanes) }, rk, lanes);
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fast::nhwc::{to_nchw, to_nhwc};
-    use crate::kernels::tests::{assert_close, seq};
+    use crate::kernels::tests::seq;
     use crate::kernels::Conv2dParams;
     use ndarray::Array4;
 
@@ -323,7 +411,16 @@ mod tests {
     /// the 16 lanes.
     #[test]
     fn matches_the_plain_kernel() {
-        let cases = [(2, 64, 9, 7, 64, 1), (1, 80, 6, 6, 72, 0), (1, 64, 5, 8, 130, 2), (1, 96, 7, 7, 64, 1), (1, 64, 14, 13, 64, 1)];
+        // The last two have tiles enough for several chunks on each of 2 threads.
+        let cases = [
+            (2, 64, 9, 7, 64, 1),
+            (1, 80, 6, 6, 72, 0),
+            (1, 64, 5, 8, 130, 2),
+            (1, 96, 7, 7, 64, 1),
+            (1, 64, 14, 13, 64, 1),
+            (1, 64, 30, 30, 64, 1),
+            (2, 64, 19, 21, 80, 1),
+        ];
         for (m, (n, c, h, w, o, pd)) in [2u8, 4].into_iter().flat_map(|m| cases.map(|case| (m, case))) {
             let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
             let wt = seq(o * c * 9, 2);
@@ -346,7 +443,13 @@ mod tests {
             conv(&xn, n, &spec, m, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut scratch, &mut yn);
             let mut y = vec![0f32; plain.len()];
             to_nchw(&yn, [n, o, oh, ow], &mut y);
-            assert_close(&Array4::from_shape_vec(plain.dim(), y).unwrap(), &want);
+            // The parity target's measure: errors against the output's scale (F(4x4)'s
+            // transforms round some ten times more than the direct sum, so a value near zero
+            // among values near 30 is not within 1e-4 of itself).
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let err = y.iter().zip(want.iter()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-4 * scale, "F({m}x{m}) {n}x{c}x{h}x{w} -> {o}: max error {err} at scale {scale}");
+            assert!(err <= 1e-5 * scale || m == 4, "F(2x2) rounds like the direct sum: {err} at scale {scale}");
         }
     }
 }
