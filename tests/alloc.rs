@@ -27,10 +27,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is global: the tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 resnetc::resnet!(CifarResnet20 = "specs/cifar_resnet20.resnet");
+// Every convolution path at once (at 64x64): the stem, direct 1x1 and strided 3x3, Winograd
+// F(4x4) chunked (layer 1) and over all tiles (layer 2), F(2x2) (layers 3 and 4).
+resnetc::resnet!(Resnet18 = "specs/resnet18.resnet", input_shape = [3, 64, 64]);
 
 #[test]
 fn steady_state_forward_allocates_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let model = CifarResnet20::random(5);
     let x = Array4::<f32>::from_elem((2, 3, 32, 32), 0.25);
     let mut ws = Workspace::new();
@@ -45,4 +52,17 @@ fn steady_state_forward_allocates_nothing() {
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     model.forward_into(small.view(), &mut ws).unwrap();
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0);
+}
+
+#[test]
+fn steady_state_resnet18_allocates_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let model = Resnet18::random(6);
+    let x = Array4::<f32>::from_elem((2, 3, 64, 64), 0.25);
+    let mut ws = Workspace::new();
+    let first = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]];
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]];
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0, "allocations in a steady-state forward_into");
+    assert_eq!(first, again);
 }
