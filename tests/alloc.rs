@@ -35,6 +35,13 @@ resnetc::resnet!(CifarResnet20 = "specs/cifar_resnet20.resnet");
 // F(4x4) chunked (layer 1) and over all tiles (layer 2), F(2x2) (layers 3 and 4).
 resnetc::resnet!(Resnet18 = "specs/resnet18.resnet", input_shape = [3, 64, 64]);
 
+/// Allocations made by `f`, the tests taking turns (the count is global).
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    f();
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
 #[test]
 fn steady_state_forward_allocates_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -42,16 +49,13 @@ fn steady_state_forward_allocates_nothing() {
     let x = Array4::<f32>::from_elem((2, 3, 32, 32), 0.25);
     let mut ws = Workspace::new();
     let first = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]];
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]];
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let mut again = 0.0;
+    let n = allocations(|| again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]]);
     assert_eq!(first, again);
-    assert_eq!(after - before, 0, "allocations in a steady-state forward_into");
+    assert_eq!(n, 0, "allocations in a steady-state forward_into");
     // A smaller batch reuses the buffers too.
     let small = Array4::<f32>::from_elem((1, 3, 32, 32), 0.25);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    model.forward_into(small.view(), &mut ws).unwrap();
-    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0);
+    assert_eq!(allocations(|| drop(model.forward_into(small.view(), &mut ws).unwrap())), 0);
 }
 
 #[test]
@@ -61,8 +65,8 @@ fn steady_state_resnet18_allocates_nothing() {
     let x = Array4::<f32>::from_elem((2, 3, 64, 64), 0.25);
     let mut ws = Workspace::new();
     let first = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]];
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]];
-    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0, "allocations in a steady-state forward_into");
+    let mut again = 0.0;
+    let n = allocations(|| again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]]);
+    assert_eq!(n, 0, "allocations in a steady-state forward_into");
     assert_eq!(first, again);
 }

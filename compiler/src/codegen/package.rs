@@ -15,6 +15,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/steps.rs", include_str!("../../../runtime/src/steps.rs")),
     ("src/fast/mod.rs", include_str!("../../../runtime/src/fast/mod.rs")),
     ("src/fast/direct.rs", include_str!("../../../runtime/src/fast/direct.rs")),
+    ("src/fast/microkernel.rs", include_str!("../../../runtime/src/fast/microkernel.rs")),
     ("src/fast/nhwc.rs", include_str!("../../../runtime/src/fast/nhwc.rs")),
     ("src/fast/peak.rs", include_str!("../../../runtime/src/fast/peak.rs")),
     ("src/fast/pool.rs", include_str!("../../../runtime/src/fast/pool.rs")),

@@ -45,6 +45,7 @@ macro_rules! multiversion {
 }
 
 pub mod direct;
+mod microkernel;
 pub mod nhwc;
 pub mod peak;
 pub mod pool;

@@ -8,26 +8,22 @@ use crate::kernels::{pool_out, PoolParams};
 /// `x` [N, C, H, W] (`dims`) -> `y` [N, H, W, C].
 pub fn to_nhwc(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
     let [n, c, h, w] = dims;
-    let plane = h * w;
-    for b in 0..n {
-        let (xs, ys) = (&x[b * c * plane..(b + 1) * c * plane], &mut y[b * c * plane..(b + 1) * c * plane]);
-        for (p, pixel) in ys.chunks_exact_mut(c).enumerate() {
-            for (ch, v) in pixel.iter_mut().enumerate() {
-                *v = xs[ch * plane + p];
-            }
-        }
-    }
+    transpose(x, n, c, h * w, y);
 }
 
 /// `x` [N, H, W, C] -> `y` [N, C, H, W] (`dims`).
 pub fn to_nchw(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
     let [n, c, h, w] = dims;
-    let plane = h * w;
-    for b in 0..n {
-        let (xs, ys) = (&x[b * c * plane..(b + 1) * c * plane], &mut y[b * c * plane..(b + 1) * c * plane]);
-        for (p, pixel) in xs.chunks_exact(c).enumerate() {
-            for (ch, v) in pixel.iter().enumerate() {
-                ys[ch * plane + p] = *v;
+    transpose(x, n, h * w, c, y);
+}
+
+/// Each of `n` [rows, cols] matrices of `x` transposed into `y`.
+fn transpose(x: &[f32], n: usize, rows: usize, cols: usize, y: &mut [f32]) {
+    let len = rows * cols;
+    for (xs, ys) in x.chunks_exact(len).zip(y.chunks_exact_mut(len)).take(n) {
+        for (j, out) in ys.chunks_exact_mut(rows).enumerate() {
+            for (i, v) in out.iter_mut().enumerate() {
+                *v = xs[i * cols + j];
             }
         }
     }

@@ -135,7 +135,7 @@ impl Pool {
         let mut spins = 0u32;
         while sh.remaining.load(Ordering::Acquire) > 0 {
             spins = spins.wrapping_add(1);
-            if spins % 4096 == 0 {
+            if spins.is_multiple_of(4096) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -154,7 +154,7 @@ fn next_generation(sh: &Shared, seen: u64) -> u64 {
             return g;
         }
         spins = spins.wrapping_add(1);
-        if spins % 1024 != 0 || start.elapsed() < SPIN {
+        if !spins.is_multiple_of(1024) || start.elapsed() < SPIN {
             std::hint::spin_loop();
             continue;
         }

@@ -342,6 +342,7 @@ multiversion! {
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn output_tile_body<const A: usize, const AA: usize, const M: usize>(
     mm: &[f32],
     spec: &ConvSpec,

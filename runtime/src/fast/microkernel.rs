@@ -1,0 +1,373 @@
+//! The micro-kernels of the direct convolution: `rows` (up to [`MR`]) output pixels times a
+//! block of up to 64 output channels, accumulated over a list of [`Seg`]ments in registers,
+//! then stored with the epilogue. AVX-512 takes the whole block (6x64: 24 accumulators),
+//! AVX2+FMA and the portable code 16 columns at a time; chosen at run time.
+
+use super::direct::MR;
+use crate::kernels::Activation;
+
+/// One contiguous run of the reduction: `len` input floats a pixel, from `ptr[i]` for pixel
+/// `i`, against rows `row..row + len` of a weight block.
+#[derive(Clone, Copy)]
+pub(super) struct Seg {
+    pub ptr: [*const f32; MR],
+    pub row: usize,
+    pub len: usize,
+}
+
+/// Where a tile's results go and what is applied on the way.
+#[derive(Clone, Copy)]
+pub(super) struct TileOut {
+    /// First output of the tile; rows `ldc` apart.
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Valid columns (the block may be zero-padded past them).
+    pub cols: usize,
+    pub bias: Option<*const f32>,
+    pub residual: Option<*const f32>,
+    pub act: Option<Activation>,
+}
+
+/// Runs `segs` for `rows` pixels over a weight block `width` columns wide (and `width`
+/// floats a row): the widest micro-kernel the machine has.
+///
+/// # Safety
+/// Every segment's pointers are valid for `len` floats (inputs) and `len * width` (weights).
+pub(super) unsafe fn kernel(segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
+    let ldw = width;
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512_enabled() {
+        unsafe { avx512::dispatch(segs, rows, w, ldw, width, out, first, last) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_enabled() {
+        for j in (0..width).step_by(16) {
+            unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+        }
+        return;
+    }
+    for j in (0..width).step_by(16) {
+        unsafe { portable(segs, rows, w, ldw, j, out, first, last) };
+    }
+}
+
+/// The epilogue of one output value.
+#[inline(always)]
+unsafe fn finish(v: f32, out: &TileOut, i: usize, j: usize, last: bool) -> f32 {
+    let mut v = v;
+    if last {
+        if let Some(r) = out.residual {
+            v += unsafe { *r.add(i * out.ldc + j) };
+        }
+        if let Some(act) = out.act {
+            v = act.apply(v);
+        }
+    }
+    v
+}
+
+/// 16 columns from `j0`, scalar code.
+#[allow(clippy::too_many_arguments)]
+unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+    let cols = out.cols.saturating_sub(j0).min(16);
+    let mut acc = [[0f32; 16]; MR];
+    for (i, row) in acc.iter_mut().enumerate().take(rows) {
+        for (j, v) in row.iter_mut().enumerate().take(cols) {
+            *v = match (first, out.bias) {
+                (true, Some(b)) => unsafe { *b.add(j0 + j) },
+                (true, None) => 0.0,
+                (false, _) => unsafe { *out.c.add(i * out.ldc + j0 + j) },
+            };
+        }
+    }
+    for s in segs {
+        for l in 0..s.len {
+            let wrow = unsafe { std::slice::from_raw_parts(w.add((s.row + l) * ldw + j0), 16) };
+            for (i, row) in acc.iter_mut().enumerate().take(rows) {
+                let a = unsafe { *s.ptr[i].add(l) };
+                for (v, wv) in row.iter_mut().zip(wrow) {
+                    *v += a * wv;
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        for (j, &v) in row.iter().enumerate().take(cols) {
+            unsafe { *out.c.add(i * out.ldc + j0 + j) = finish(v, out, i, j0 + j, last) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{finish, Seg, TileOut, MR};
+    use crate::kernels::Activation;
+    use std::arch::x86_64::*;
+
+    /// 16 columns from `j0`, `rows` (1..=6) pixels.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+        unsafe {
+            match rows {
+                6 => tile::<6>(segs, w, ldw, j0, out, first, last),
+                5 => tile::<5>(segs, w, ldw, j0, out, first, last),
+                4 => tile::<4>(segs, w, ldw, j0, out, first, last),
+                3 => tile::<3>(segs, w, ldw, j0, out, first, last),
+                2 => tile::<2>(segs, w, ldw, j0, out, first, last),
+                _ => tile::<1>(segs, w, ldw, j0, out, first, last),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile<const R: usize>(segs: &[Seg], w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+        const { assert!(R <= MR) };
+        let cols = out.cols.saturating_sub(j0).min(16);
+        let full = cols == 16;
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            if first {
+                if let Some(b) = out.bias {
+                    let bv = load16(b.add(j0), cols);
+                    acc = [bv; R];
+                }
+            } else {
+                for (i, row) in acc.iter_mut().enumerate() {
+                    *row = load16(out.c.add(i * out.ldc + j0), cols);
+                }
+            }
+            for s in segs {
+                let mut wp = w.add(s.row * ldw + j0);
+                for l in 0..s.len {
+                    let w0 = _mm256_loadu_ps(wp);
+                    let w1 = _mm256_loadu_ps(wp.add(8));
+                    for i in 0..R {
+                        let a = _mm256_broadcast_ss(&*s.ptr[i].add(l));
+                        acc[i][0] = _mm256_fmadd_ps(a, w0, acc[i][0]);
+                        acc[i][1] = _mm256_fmadd_ps(a, w1, acc[i][1]);
+                    }
+                    wp = wp.add(ldw);
+                }
+            }
+            let zero = _mm256_setzero_ps();
+            for (i, row) in acc.iter_mut().enumerate() {
+                let dst = out.c.add(i * out.ldc + j0);
+                if full && last {
+                    if let Some(r) = out.residual {
+                        let rv = r.add(i * out.ldc + j0);
+                        row[0] = _mm256_add_ps(row[0], _mm256_loadu_ps(rv));
+                        row[1] = _mm256_add_ps(row[1], _mm256_loadu_ps(rv.add(8)));
+                    }
+                    if out.act == Some(Activation::Relu) {
+                        row[0] = _mm256_max_ps(row[0], zero);
+                        row[1] = _mm256_max_ps(row[1], zero);
+                    } else if out.act.is_some() {
+                        let mut tmp = [0f32; 16];
+                        _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+                        for (j, v) in tmp.iter().enumerate() {
+                            *dst.add(j) = finish(*v, &TileOut { residual: None, ..*out }, i, j0 + j, true);
+                        }
+                        continue;
+                    }
+                    _mm256_storeu_ps(dst, row[0]);
+                    _mm256_storeu_ps(dst.add(8), row[1]);
+                } else if full {
+                    _mm256_storeu_ps(dst, row[0]);
+                    _mm256_storeu_ps(dst.add(8), row[1]);
+                } else {
+                    let mut tmp = [0f32; 16];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+                    for (j, v) in tmp.iter().enumerate().take(cols) {
+                        *dst.add(j) = finish(*v, out, i, j0 + j, last);
+                    }
+                }
+            }
+        }
+    }
+
+    /// 16 floats from `p`, of which the first `cols` are read (the rest are zero).
+    #[inline(always)]
+    unsafe fn load16(p: *const f32, cols: usize) -> [__m256; 2] {
+        unsafe {
+            if cols == 16 {
+                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+            } else {
+                let mut tmp = [0f32; 16];
+                std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), cols);
+                [_mm256_loadu_ps(tmp.as_ptr()), _mm256_loadu_ps(tmp.as_ptr().add(8))]
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{finish, Seg, TileOut, MR};
+    use crate::kernels::Activation;
+    use std::arch::x86_64::*;
+
+    /// The whole block (`width` = 16..=64 columns), `rows` (1..=6) pixels.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dispatch(
+        segs: &[Seg],
+        rows: usize,
+        w: *const f32,
+        ldw: usize,
+        width: usize,
+        out: &TileOut,
+        first: bool,
+        last: bool,
+    ) {
+        macro_rules! by_rows {
+            ($v:literal) => {
+                match rows {
+                    6 => tile::<6, $v>(segs, w, ldw, out, first, last),
+                    5 => tile::<5, $v>(segs, w, ldw, out, first, last),
+                    4 => tile::<4, $v>(segs, w, ldw, out, first, last),
+                    3 => tile::<3, $v>(segs, w, ldw, out, first, last),
+                    2 => tile::<2, $v>(segs, w, ldw, out, first, last),
+                    _ => tile::<1, $v>(segs, w, ldw, out, first, last),
+                }
+            };
+        }
+        unsafe {
+            match width / 16 {
+                4 => by_rows!(4),
+                3 => by_rows!(3),
+                2 => by_rows!(2),
+                _ => by_rows!(1),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const V: usize>(segs: &[Seg], w: *const f32, ldw: usize, out: &TileOut, first: bool, last: bool) {
+        const { assert!(R <= MR) };
+        unsafe {
+            let masks: [__mmask16; V] = std::array::from_fn(|v| mask(out.cols, v));
+            // Every column valid: plain loads and stores (masked ones cost more on some cores).
+            let full = out.cols >= 16 * V;
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            if first {
+                if let Some(b) = out.bias {
+                    let bv: [__m512; V] = std::array::from_fn(|v| load(full, masks[v], b.add(16 * v)));
+                    acc = [bv; R];
+                }
+            } else {
+                for (i, row) in acc.iter_mut().enumerate() {
+                    *row = std::array::from_fn(|v| load(full, masks[v], out.c.add(i * out.ldc + 16 * v)));
+                }
+            }
+            acc = run::<R, V>(acc, segs, w, ldw);
+            // The common stores, unrolled without branches: a full tile, last pass, with or
+            // without the residual, with relu or nothing.
+            if full && last {
+                match (out.residual, out.act) {
+                    (Some(r), Some(Activation::Relu)) => return store::<R, V, true, true>(&acc, out, r),
+                    (Some(r), None) => return store::<R, V, true, false>(&acc, out, r),
+                    (None, Some(Activation::Relu)) => return store::<R, V, false, true>(&acc, out, out.c),
+                    (None, None) => return store::<R, V, false, false>(&acc, out, out.c),
+                    _ => {}
+                }
+            }
+            let zero = _mm512_setzero_ps();
+            let simple_act = matches!(out.act, None | Some(Activation::Relu));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let dst = out.c.add(i * out.ldc);
+                for v in 0..V {
+                    let mut x = row[v];
+                    if last {
+                        if let Some(r) = out.residual {
+                            x = _mm512_add_ps(x, load(full, masks[v], r.add(i * out.ldc + 16 * v)));
+                        }
+                        if out.act == Some(Activation::Relu) {
+                            x = _mm512_max_ps(x, zero);
+                        }
+                    }
+                    if full {
+                        _mm512_storeu_ps(dst.add(16 * v), x);
+                    } else {
+                        _mm512_mask_storeu_ps(dst.add(16 * v), masks[v], x);
+                    }
+                }
+                if last && !simple_act {
+                    for j in 0..out.cols.min(16 * V) {
+                        *dst.add(j) = finish(*dst.add(j), &TileOut { residual: None, ..*out }, i, j, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a full tile: `+ residual` (from `r`, the output's layout) if `RES`, then relu
+    /// if `RELU`.
+    #[inline(always)]
+    unsafe fn store<const R: usize, const V: usize, const RES: bool, const RELU: bool>(
+        acc: &[[__m512; V]; R],
+        out: &TileOut,
+        r: *const f32,
+    ) {
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    let at = i * out.ldc + 16 * v;
+                    let mut x = x;
+                    if RES {
+                        x = _mm512_add_ps(x, _mm512_loadu_ps(r.add(at)));
+                    }
+                    if RELU {
+                        x = _mm512_max_ps(x, zero);
+                    }
+                    _mm512_storeu_ps(out.c.add(at), x);
+                }
+            }
+        }
+    }
+
+    /// Every segment into the accumulators (kept in registers: a value in, a value out).
+    #[inline(always)]
+    unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], segs: &[Seg], w: *const f32, ldw: usize) -> [[__m512; V]; R] {
+        let mut acc = acc;
+        unsafe {
+            for s in segs {
+                let ptr = s.ptr;
+                let mut wp = w.add(s.row * ldw);
+                for l in 0..s.len {
+                    let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(wp.add(16 * v)));
+                    for i in 0..R {
+                        let a = _mm512_set1_ps(*ptr[i].add(l));
+                        for v in 0..V {
+                            acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
+                        }
+                    }
+                    wp = wp.add(ldw);
+                }
+            }
+        }
+        acc
+    }
+
+    /// 16 floats from `p`, only the `mask` lanes unless `full`.
+    #[inline(always)]
+    unsafe fn load(full: bool, mask: __mmask16, p: *const f32) -> __m512 {
+        unsafe {
+            if full {
+                _mm512_loadu_ps(p)
+            } else {
+                _mm512_maskz_loadu_ps(mask, p)
+            }
+        }
+    }
+
+    /// Lanes of vector `v` below `cols`.
+    #[inline(always)]
+    fn mask(cols: usize, v: usize) -> __mmask16 {
+        let n = cols.saturating_sub(16 * v).min(16);
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
