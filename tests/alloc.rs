@@ -42,17 +42,22 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCATIONS.load(Ordering::SeqCst) - before
 }
 
+/// Runs `forward` once to size the workspace, then asserts that a second run allocates
+/// nothing and gives the same value.
+fn assert_steady(mut forward: impl FnMut() -> f32) {
+    let first = forward();
+    let mut again = 0.0;
+    assert_eq!(allocations(|| again = forward()), 0, "allocations in a steady-state forward_into");
+    assert_eq!(first, again);
+}
+
 #[test]
 fn steady_state_forward_allocates_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let model = CifarResnet20::random(5);
     let x = Array4::<f32>::from_elem((2, 3, 32, 32), 0.25);
     let mut ws = Workspace::new();
-    let first = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]];
-    let mut again = 0.0;
-    let n = allocations(|| again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]]);
-    assert_eq!(first, again);
-    assert_eq!(n, 0, "allocations in a steady-state forward_into");
+    assert_steady(|| model.forward_into(x.view(), &mut ws).unwrap()[[1, 3]]);
     // A smaller batch reuses the buffers too.
     let small = Array4::<f32>::from_elem((1, 3, 32, 32), 0.25);
     assert_eq!(allocations(|| drop(model.forward_into(small.view(), &mut ws).unwrap())), 0);
@@ -64,9 +69,5 @@ fn steady_state_resnet18_allocates_nothing() {
     let model = Resnet18::random(6);
     let x = Array4::<f32>::from_elem((2, 3, 64, 64), 0.25);
     let mut ws = Workspace::new();
-    let first = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]];
-    let mut again = 0.0;
-    let n = allocations(|| again = model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]]);
-    assert_eq!(n, 0, "allocations in a steady-state forward_into");
-    assert_eq!(first, again);
+    assert_steady(|| model.forward_into(x.view(), &mut ws).unwrap()[[1, 7]]);
 }
