@@ -13,7 +13,7 @@
 
 use super::microkernel::{kernel, Seg, TileOut};
 use super::pool::{self, SharedMut};
-use crate::kernels::{conv_out, Activation};
+use crate::kernels::{conv_out, Epilogue};
 use crate::steps::ConvSpec;
 
 /// Output pixels a tile.
@@ -82,15 +82,6 @@ fn block_width(out_channels: usize, b: usize) -> usize {
 /// Zeroed floats [`conv`] needs for the padding taps of `spec`.
 pub fn scratch_len(spec: &ConvSpec) -> usize {
     spec.kernel * spec.input[0]
-}
-
-/// The epilogue of a convolution.
-#[derive(Clone, Copy)]
-pub struct Epilogue<'a> {
-    pub bias: Option<&'a [f32]>,
-    /// Same layout as the output.
-    pub residual: Option<&'a [f32]>,
-    pub act: Option<Activation>,
 }
 
 /// `y = act(conv(x) + bias + residual)`, `x` [N, H, W, C] and `y` [N, OH, OW, O], split over
@@ -401,6 +392,7 @@ mod tests {
     use super::*;
     use crate::fast::nhwc::{to_nchw, to_nhwc};
     use crate::kernels::tests::{assert_close, seq};
+    use crate::kernels::Activation;
     use crate::kernels::Conv2dParams;
     use ndarray::Array4;
 

@@ -51,7 +51,8 @@ pub mod peak;
 pub mod pool;
 pub mod winograd;
 
-pub use direct::{Epilogue, PackedConv};
+pub use crate::kernels::Epilogue;
+pub use direct::PackedConv;
 
 use crate::steps::{ConvAlgo, ConvSpec};
 

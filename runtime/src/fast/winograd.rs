@@ -11,8 +11,9 @@
 //! ([tiles, a*a * C] -> [tiles, a*a * O]). The output block is `At M A`, stored with the
 //! epilogue. Transforms run over 16 channels at a time, split over the pool's threads.
 
-use super::direct::{self, Epilogue, PackedConv};
+use super::direct::{self, PackedConv};
 use super::pool::{self, SharedMut};
+use crate::kernels::Epilogue;
 use crate::kernels::{conv_out, Activation};
 use crate::steps::ConvSpec;
 
@@ -132,7 +133,7 @@ fn run<const A: usize, const AA: usize, const M: usize>(
     let (c, o) = (spec.input[0], spec.out_channels);
     let (th, tw) = tiles(spec, M);
     let count = n * th * tw;
-    let none = Epilogue { bias: None, residual: None, act: None };
+    let none = Epilogue::default();
     let pool = pool::global();
     // A chunk: a multiple of the micro-kernel's rows.
     let chunk = (CHUNK_BYTES / (4 * AA * (c + o))).max(1).div_ceil(direct::MR) * direct::MR;

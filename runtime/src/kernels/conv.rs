@@ -25,9 +25,11 @@ pub fn conv_out(size: usize, k: usize, p: Conv2dParams) -> usize {
     (size + 2 * p.padding - p.dilation * (k - 1) - 1) / p.stride + 1
 }
 
-/// What a convolution does after its sums: add a residual [N, O, OH, OW], then an activation.
+/// What a convolution does after its sums: add the bias [O] and a residual (in the output's
+/// layout), then an activation. The plain and the fast kernels both take it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
     pub residual: Option<&'a [f32]>,
     pub act: Option<Activation>,
 }
@@ -62,14 +64,13 @@ pub fn conv2d_fused(
     let mut out = Array4::<f32>::zeros((n, out_channels, oh, ow));
     let mut scratch = vec![0f32; conv2d_scratch_len(c, kernel, oh * ow, p)];
     let residual = residual.map(|r| r.as_standard_layout().to_owned());
-    let epilogue = Epilogue { residual: residual.as_ref().map(|r| r.as_slice().expect("invariant: standard layout")), act };
+    let epilogue = Epilogue { bias, residual: residual.as_ref().map(|r| r.as_slice().expect("invariant: standard layout")), act };
     conv2d_into(
         x.as_slice().expect("invariant: standard layout"),
         [n, c, h, w],
         weight,
         out_channels,
         kernel,
-        bias,
         p,
         &mut scratch,
         epilogue,
@@ -96,7 +97,6 @@ pub fn conv2d_into(
     weight: &[f32],
     out_channels: usize,
     kernel: usize,
-    bias: Option<&[f32]>,
     p: Conv2dParams,
     scratch: &mut [f32],
     epilogue: Epilogue<'_>,
@@ -123,7 +123,7 @@ pub fn conv2d_into(
             let o_start = (b * out_channels + gi * og) * cols_len;
             let out_g = &mut y[o_start..o_start + og * cols_len];
             for (oc, chunk) in out_g.chunks_mut(cols_len).enumerate() {
-                chunk.fill(bias.map_or(0.0, |bias| bias[gi * og + oc]));
+                chunk.fill(epilogue.bias.map_or(0.0, |bias| bias[gi * og + oc]));
             }
             gemm_acc(og, kdim, cols_len, &weight[gi * og * kdim..(gi + 1) * og * kdim], cols, out_g);
         }
