@@ -78,17 +78,30 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// Further places, each with a label (shown when in the same file as `span`).
     pub notes: Vec<(Span, String)>,
+    /// Something the user may set from outside the spec to fix it; the library names it,
+    /// each way in (CLI flags, macro arguments) spells it in its own terms
+    /// ([`CompileError::with_hints`]).
+    pub suggestion: Option<Suggestion>,
+}
+
+/// A setting from outside the spec that can fix a diagnostic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Suggestion {
+    /// Give network parameter `name` a value.
+    SetParameter { name: String },
+    /// Give the network another input shape.
+    InputShape,
 }
 
 impl Diagnostic {
     /// An error pointing at `span`.
     pub fn error(span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), span: Some(span), label: "here".into(), help: None, notes: vec![] }
+        Diagnostic { message: message.into(), span: Some(span), label: "here".into(), help: None, notes: vec![], suggestion: None }
     }
 
     /// An error that is not about a place in a file (a bad `--set`, say).
     pub fn global(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), span: None, label: String::new(), help: None, notes: vec![] }
+        Diagnostic { message: message.into(), span: None, label: String::new(), help: None, notes: vec![], suggestion: None }
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Diagnostic {
@@ -106,6 +119,12 @@ impl Diagnostic {
         self.help = Some(help.into());
         self
     }
+
+    /// Notes a setting from outside the spec that can fix this.
+    pub fn suggest(mut self, suggestion: Suggestion) -> Diagnostic {
+        self.suggestion = Some(suggestion);
+        self
+    }
 }
 
 /// Every diagnostic of a failed compilation, with the sources they point into.
@@ -116,6 +135,21 @@ pub struct CompileError {
 }
 
 impl CompileError {
+    /// Appends to each diagnostic's help how to apply its [`Suggestion`] in the caller's
+    /// terms (`--set NAME=VALUE` for the CLI, `set(NAME = VALUE)` for the macro).
+    pub fn with_hints(mut self, hint: impl Fn(&Suggestion) -> String) -> CompileError {
+        for d in &mut self.diagnostics {
+            if let Some(s) = d.suggestion.take() {
+                let h = hint(&s);
+                d.help = Some(match d.help.take() {
+                    Some(help) => format!("{help} ({h})"),
+                    None => h,
+                });
+            }
+        }
+        self
+    }
+
     /// Renders all diagnostics as plain text (ASCII art, no colour): the form used by
     /// snapshots, `compile_error!` and non-terminal output.
     pub fn render(&self) -> String {

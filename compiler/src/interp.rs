@@ -3,13 +3,12 @@
 //! It is the oracle every optimisation and the generated code are checked against, so it
 //! stays direct: one kernel call per node, every value kept.
 
-use std::collections::HashMap;
-
 use ndarray::{Array2, Array4, ArrayView4};
-use resnetc_runtime::kernels::{self, Activation, Conv2dParams, PoolParams};
+use resnetc_runtime::kernels::{self, Conv2dParams, PoolParams};
 use resnetc_runtime::Weights;
 
-use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Transform};
+use crate::ir::transform::FoldSide;
+use crate::ir::{Graph, NodeId, Op, Origin, ParamRole, TensorId, Transform};
 
 /// Why a graph could not run.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -23,30 +22,29 @@ pub fn expected_weights(graph: &Graph) -> Vec<(String, Vec<usize>)> {
     graph.params().map(|p| (p.key.clone(), p.shape.clone())).collect()
 }
 
-/// Applies the graph's load-time transforms to the file's tensors: the derived tensors.
-pub fn derive_weights(graph: &Graph, weights: &Weights) -> HashMap<String, Vec<f32>> {
-    let mut derived: HashMap<String, Vec<f32>> = HashMap::new();
+/// Every tensor of the graph by [`TensorId`]: the file's from `weights`, then the derived
+/// ones, computed by the graph's load-time transforms.
+pub fn tensor_values(graph: &Graph, weights: &Weights) -> Vec<Vec<f32>> {
+    let mut values: Vec<Vec<f32>> =
+        graph.tensors.iter().map(|t| if t.origin == Origin::File { weights.data(&t.key).to_vec() } else { vec![] }).collect();
     for t in &graph.transforms {
-        let get = |k: &str, d: &HashMap<String, Vec<f32>>| d.get(k).cloned().unwrap_or_else(|| weights.data(k).to_vec());
-        match t {
-            Transform::FoldBn { weight, bias, bn, eps, input_groups, out_weight, out_bias } => {
-                let w = get(weight, &derived);
-                let b = bias.as_deref().map(|k| get(k, &derived));
-                let bn = bn.clone().map(|k| get(&k, &derived));
-                let bn = [&bn[0][..], &bn[1][..], &bn[2][..], &bn[3][..]];
-                let (fw, fb) = match *input_groups {
-                    0 => kernels::fold_batch_norm(&w, b.as_deref(), bn, *eps),
-                    g => {
-                        let out_channels = crate::ir::transform::shape_of(graph, weight)[0];
-                        kernels::fold_batch_norm_input(&w, b.as_deref(), out_channels, bn, *eps, g)
+        match *t {
+            Transform::FoldBn { weight, bias, bn, eps, side, out_weight, out_bias } => {
+                let get = |id: TensorId| values[id.index()].as_slice();
+                let bn = bn.map(get);
+                let (fw, fb) = match side {
+                    FoldSide::After => kernels::fold_batch_norm(get(weight), bias.map(get), bn, eps),
+                    FoldSide::Before { groups } => {
+                        let out_channels = graph.tensor(weight).shape[0];
+                        kernels::fold_batch_norm_input(get(weight), bias.map(get), out_channels, bn, eps, groups)
                     }
                 };
-                derived.insert(out_weight.clone(), fw);
-                derived.insert(out_bias.clone(), fb);
+                values[out_weight.index()] = fw;
+                values[out_bias.index()] = fb;
             }
         }
     }
-    derived
+    values
 }
 
 /// The values of one run, by node.
@@ -81,30 +79,19 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
     if (c, h, w) != (s.c, s.h, s.w) || n == 0 {
         return Err(InterpError::InputShape { expected: [s.c, s.h, s.w], found: [n, c, h, w] });
     }
-    let derived = derive_weights(graph, weights);
+    let tensors = tensor_values(graph, weights);
     let mut values: Vec<Array4<f32>> = Vec::with_capacity(graph.nodes.len());
     for id in graph.ids() {
         let node = graph.node(id);
         let x = |i: usize| values[node.inputs[i].index()].view();
-        let param = |role: ParamRole| {
-            node.params.iter().find(|p| p.role == role).map(|p| derived.get(&p.key).map_or_else(|| weights.data(&p.key), Vec::as_slice))
-        };
+        let param = |role: ParamRole| graph.param(id, role).map(|t| tensors[t.index()].as_slice());
         let weight = || param(ParamRole::Weight).expect("invariant: the op has a weight slot");
         let y = match &node.op {
             Op::Input => input.to_owned(),
             Op::Conv2d(cv) => {
                 let p = Conv2dParams { stride: cv.stride, padding: cv.padding, dilation: cv.dilation, groups: cv.groups };
                 let residual = cv.residual.then(|| x(1));
-                kernels::conv2d_fused(
-                    x(0),
-                    weight(),
-                    cv.out_channels,
-                    cv.kernel,
-                    param(ParamRole::Bias),
-                    p,
-                    residual,
-                    cv.act.map(activation),
-                )
+                kernels::conv2d_fused(x(0), weight(), cv.out_channels, cv.kernel, param(ParamRole::Bias), p, residual, cv.act)
             }
             Op::BatchNorm { eps } => {
                 let get = |r| param(r).expect("invariant: batch norm has four slots");
@@ -117,7 +104,7 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
                     *eps,
                 )
             }
-            Op::Act(a) => kernels::activation(x(0), activation(*a)),
+            Op::Act(a) => kernels::activation(x(0), *a),
             Op::Add => kernels::add(x(0), x(1)),
             Op::MaxPool(p) => kernels::max_pool2d(x(0), pool(p)),
             Op::AvgPool(p) => kernels::avg_pool2d(x(0), pool(p)),
@@ -137,16 +124,6 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
 /// Runs `graph` and returns its output [N, features].
 pub fn forward(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<Array2<f32>, InterpError> {
     Ok(run(graph, weights, input)?.output())
-}
-
-pub(crate) fn activation(a: Act) -> Activation {
-    match a {
-        Act::Relu => Activation::Relu,
-        Act::Relu6 => Activation::Relu6,
-        Act::Silu => Activation::Silu,
-        Act::Gelu => Activation::Gelu,
-        Act::Sigmoid => Activation::Sigmoid,
-    }
 }
 
 fn pool(p: &crate::ir::Pool) -> PoolParams {

@@ -1,9 +1,11 @@
 //! resnetc-compiler: `.resnet` text -> AST -> graph IR -> passes -> Rust.
 //!
-//! One library path serves the CLI, the tests and the benches: [`compile`] takes a spec's
-//! text and [`Options`] and returns the lowered, verified [`ir::Graph`] or a
-//! [`CompileError`] holding every diagnostic. See ARCHITECTURE.md at the repository root.
+//! One library path serves the CLI, the macro, the tests and the benches: [`compile`] takes
+//! a spec's text and [`Options`] and returns the optimised, verified [`ir::Graph`] with its
+//! analyses ([`Compiled`]), or a [`CompileError`] holding every diagnostic. See
+//! ARCHITECTURE.md at the repository root.
 
+pub mod analysis;
 pub mod ast;
 pub mod codegen;
 pub mod diag;
@@ -11,11 +13,12 @@ pub mod frontend;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod parity;
 pub mod passes;
 pub mod report;
 pub mod syntax;
 
-pub use diag::{CompileError, Diagnostic};
+pub use diag::{CompileError, Diagnostic, Suggestion};
 pub use frontend::Source;
 
 /// What a user can set from outside the spec: network parameters, the input shape, and
@@ -59,16 +62,6 @@ impl Options {
         }
     }
 
-    /// Whether the memory plan is among the selected passes (else every value gets its own
-    /// region in the generated code).
-    pub fn plans_memory(&self) -> bool {
-        match self.selection() {
-            passes::Selection::None => false,
-            passes::Selection::All => true,
-            passes::Selection::Only(list) => list.iter().any(|p| p == "memory_plan"),
-        }
-    }
-
     /// Parses `C,H,W`.
     pub fn parse_input_shape(text: &str) -> Result<[usize; 3], String> {
         let dims: Vec<Result<usize, _>> = text.split([',', 'x']).map(|d| d.trim().parse::<usize>()).collect();
@@ -79,14 +72,29 @@ impl Options {
     }
 }
 
-/// Compiles a spec to its graph IR: parse (with `use`s), lower, verify.
-pub fn compile(source: &Source, options: &Options) -> Result<ir::Graph, CompileError> {
-    compile_with_sources(source, options).map(|(g, _)| g)
+/// A compiled network: the graph after the passes, with the analyses later stages read
+/// (as cranelift's `Context` keeps its cfg and domtree beside the function).
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub graph: ir::Graph,
+    /// Where every value lives in the arena.
+    pub memory: analysis::MemoryPlan,
+    /// What each pass did, in order.
+    pub reports: Vec<passes::PassReport>,
+}
+
+/// Compiles a spec: parse (with `use`s), lower, verify, run the selected passes, analyse.
+pub fn compile(source: &Source, options: &Options) -> Result<Compiled, CompileError> {
+    compile_with_sources(source, options).map(|(c, _)| c)
 }
 
 /// [`compile`], also returning every source file read (the spec and what it `use`s).
-pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(ir::Graph, diag::SourceMap), CompileError> {
+pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(Compiled, diag::SourceMap), CompileError> {
+    let selection = options.selection();
     let (program, mut diagnostics) = frontend::load(source);
+    if let Err(e) = passes::check_names(&selection, options.stop_after.as_deref()) {
+        return Err(CompileError { diagnostics: vec![Diagnostic::global(e.to_string())], sources: program.sources });
+    }
     let (graph, lower_diags) = lower::lower(&program, options);
     // Lowering a file with syntax errors would report their consequences; keep only the
     // first round of errors when parsing failed.
@@ -94,24 +102,17 @@ pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(ir::G
         diagnostics = lower_diags;
     }
     match graph {
-        Some(mut g) if diagnostics.is_empty() => {
-            if let Err(e) = g.verify() {
-                panic!("invariant: lowering produced an invalid graph: {e}");
-            }
-            match passes::run(&mut g, &options.selection(), options.stop_after.as_deref()) {
-                Ok(_) => Ok((g, program.sources)),
-                Err(passes::PipelineError::Usage(msg)) => {
-                    Err(CompileError { diagnostics: vec![Diagnostic::global(msg)], sources: program.sources })
-                }
-                Err(passes::PipelineError::Spec(diagnostics)) => Err(CompileError { diagnostics, sources: program.sources }),
-            }
+        Some(mut graph) if diagnostics.is_empty() => {
+            let reports = passes::run(&mut graph, &selection, options.stop_after.as_deref());
+            let memory = analysis::memory_plan::plan(&graph, selection.plans_memory());
+            Ok((Compiled { graph, memory, reports }, program.sources))
         }
         _ => Err(CompileError { diagnostics, sources: program.sources }),
     }
 }
 
 /// Compiles a spec file.
-pub fn compile_file(path: &std::path::Path, options: &Options) -> Result<ir::Graph, CompileError> {
+pub fn compile_file(path: &std::path::Path, options: &Options) -> Result<Compiled, CompileError> {
     match Source::read(path) {
         Ok(src) => compile(&src, options),
         Err(e) => Err(CompileError {

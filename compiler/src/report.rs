@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::ir::Graph;
+use crate::Compiled;
 
 /// One row of `resnetc summary`.
 #[derive(Debug, Clone, Serialize)]
@@ -37,9 +38,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The summary at `batch`; `reuse_memory` as the memory plan runs (or not).
-    pub fn new(graph: &Graph, batch: usize, reuse_memory: bool) -> Summary {
-        let plan = crate::passes::memory_plan::plan(graph, reuse_memory);
+    /// The summary at `batch`, with the compilation's memory plan. Totals saturate rather
+    /// than wrap.
+    pub fn new(compiled: &Compiled, batch: usize) -> Summary {
+        let (graph, plan) = (&compiled.graph, &compiled.memory);
+        let b64 = batch as u64;
         let layers = graph
             .ids()
             .skip(1)
@@ -49,8 +52,8 @@ impl Summary {
                     name: n.name.clone(),
                     op: n.op.kind().to_string(),
                     shape: [batch, n.shape.c, n.shape.h, n.shape.w],
-                    params: n.params.iter().filter(|p| p.role.is_trainable()).map(|p| p.numel()).sum(),
-                    macs: graph.node_macs(id) * batch as u64,
+                    params: n.params.iter().map(|&t| graph.tensor(t)).filter(|p| p.role.is_trainable()).map(|p| p.numel()).sum(),
+                    macs: graph.node_macs(id).saturating_mul(b64),
                 }
             })
             .collect();
@@ -60,11 +63,11 @@ impl Summary {
             batch,
             input: [batch, i.c, i.h, i.w],
             total_params: graph.param_count(),
-            total_macs: graph.macs() * batch as u64,
+            total_macs: graph.macs().saturating_mul(b64),
             kernels: graph.kernel_count(),
             convs: graph.nodes.iter().filter(|n| matches!(n.op, crate::ir::Op::Conv2d(_))).count(),
-            arena_peak_bytes: plan.arena * batch * 4,
-            liveness_lower_bound_bytes: plan.lower_bound * batch * 4,
+            arena_peak_bytes: plan.arena.saturating_mul(batch).saturating_mul(4),
+            liveness_lower_bound_bytes: plan.lower_bound.saturating_mul(batch).saturating_mul(4),
             weight_transforms: graph.transforms.len(),
             layers,
         }

@@ -52,6 +52,10 @@ fn set_and_input_shape_apply_to_every_command() {
     let (code, _, err) = resnetc(&["summary", "specs/resnet18.resnet", "--set", "klasses=3"]);
     assert_eq!(code, 1);
     assert!(err.contains("no parameter `klasses`") && err.contains("`classes`"), "{err}");
+    // The library names what to set; the CLI adds its flag.
+    let (code, _, err) = resnetc(&["check", "specs/errors/spatial_shrinks_to_zero.resnet"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("use a larger input") && err.contains("--input-shape C,H,W"), "{err}");
     let (code, _, err) = resnetc(&["check", "specs/resnet18.resnet", "--input-shape", "3,0,4"]);
     assert_eq!(code, 2, "a malformed flag is a usage error");
     assert!(err.contains("C,H,W"), "{err}");
@@ -78,8 +82,7 @@ fn eval_writes_the_fixture_output() {
     let ours = resnetc_runtime::io::read_any(&out, "output").unwrap();
     let torch = resnetc_runtime::io::read_any(&x, "output").unwrap();
     assert_eq!(ours.shape(), &[4, 10]);
-    let err = ours.iter().zip(torch.iter()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(err < 1e-4, "{err}");
+    resnetc_compiler::parity::assert_parity("eval cifar_resnet20", ours.view(), torch.view());
     // The wrong model for these weights: the error names a tensor and both shapes.
     let (code, _, err) = resnetc(&[
         "eval",
@@ -130,7 +133,9 @@ fn run_builds_and_runs_a_stock_spec_with_defaults() {
     let (code, out, err) = resnetc(&["run", "specs/cifar_resnet20.resnet", "--cache", cache.to_str().unwrap(), "--top", "3"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("seeded random weights"), "{err}");
-    assert!(out.contains("output [1, 10] in "), "{out}");
+    assert!(out.contains("output [1, 10]: load ") && out.contains("first pass"), "{out}");
+    let isa = resnetc_runtime::Isa::selected();
+    assert!(out.contains(&format!("{isa} kernels)")), "the report names the kernels that ran ({isa}): {out}");
     assert!(out.contains("row 0: top "), "{out}");
     // The second run uses the cache and gives the same answer.
     let (code, out2, err2) = resnetc(&["run", "specs/cifar_resnet20.resnet", "--cache", cache.to_str().unwrap(), "--top", "3"]);

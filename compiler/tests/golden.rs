@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayD, Axis};
+use resnetc_compiler::parity::{assert_close, assert_parity, TOLERANCE};
 use resnetc_compiler::{compile_file, interp, ir::Graph, Options};
 use resnetc_runtime::{io, LoadOptions, WeightFile, Weights};
 
@@ -18,24 +18,9 @@ fn fixtures() -> PathBuf {
 }
 
 fn load(spec: &str, weights: &Path) -> (Graph, Weights) {
-    let g = compile_file(&root().join("specs").join(format!("{spec}.resnet")), &Options::default()).unwrap();
+    let g = compile_file(&root().join("specs").join(format!("{spec}.resnet")), &Options::default()).unwrap().graph;
     let w = WeightFile::open(weights).unwrap().load(&interp::expected_weights(&g), &LoadOptions::default()).unwrap();
     (g, w)
-}
-
-/// max |ours - torch| <= 1e-4 * max(1, max |torch|).
-fn assert_parity(what: &str, ours: &ArrayD<f32>, torch: &ArrayD<f32>) {
-    assert_eq!(ours.shape(), torch.shape(), "{what}: shape");
-    let scale = torch.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = ours.iter().zip(torch.iter()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(err <= 1e-4 * scale, "{what}: max abs error {err:e} > {:e}", 1e-4 * scale);
-    eprintln!("{what}: max abs error {err:.3e} (tolerance {:.3e})", 1e-4 * scale);
-}
-
-fn argmax_rows(a: &Array2<f32>) -> Vec<usize> {
-    a.axis_iter(Axis(0))
-        .map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)
-        .collect()
 }
 
 fn check_fixture(spec: &str, dir: &str) {
@@ -61,13 +46,11 @@ fn check_fixture(spec: &str, dir: &str) {
         let torch = io::read_any(&io_path, &name).unwrap();
         let ours = exec.value(node);
         let ours = if torch.ndim() == 2 { interp::flat(ours).into_dyn() } else { ours.clone().into_dyn() };
-        assert_parity(&format!("{spec}/{name}"), &ours, &torch);
+        assert_close(&format!("{spec}/{name}"), ours.view(), torch.view(), TOLERANCE);
     }
     let torch = io::read_any(&io_path, "output").unwrap();
     let ours = exec.output();
-    assert_parity(&format!("{spec}/output"), &ours.clone().into_dyn(), &torch);
-    let torch2 = torch.into_dimensionality::<ndarray::Ix2>().unwrap();
-    assert_eq!(argmax_rows(&ours), argmax_rows(&torch2), "{spec}: argmax");
+    assert_parity(&format!("{spec}/output"), ours.view().into_dyn(), torch.view());
 }
 
 #[test]
@@ -94,10 +77,13 @@ fn digits_predictions_and_accuracy_match_pytorch() {
     assert_eq!(input.dim().0, 360);
     let ours = interp::forward(&g, &w, input.view()).unwrap();
     let torch = io::read_any(&io_path, "output").unwrap();
-    assert_parity("digits/output", &ours.clone().into_dyn(), &torch);
-    let torch = torch.into_dimensionality::<ndarray::Ix2>().unwrap();
-    let preds = argmax_rows(&ours);
-    assert_eq!(preds, argmax_rows(&torch), "predictions");
+    // Parity includes identical predictions (argmax) on every row.
+    assert_parity("digits/output", ours.view().into_dyn(), torch.view());
+    let preds: Vec<usize> = ours
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)
+        .collect();
     // Labels are int64: read them from the raw file.
     let bytes = std::fs::read(&io_path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

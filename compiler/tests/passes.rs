@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use resnetc_compiler::analysis::memory_plan;
 use resnetc_compiler::ir::Graph;
-use resnetc_compiler::passes::{self, memory_plan};
-use resnetc_compiler::{compile, compile_file, interp, report, Options, Source};
+use resnetc_compiler::{compile, compile_file, interp, parity, passes, report, Options, Source};
 use resnetc_runtime::Weights;
 
 fn root() -> PathBuf {
@@ -18,7 +18,7 @@ fn at(opt_level: u8) -> Options {
     Options { opt_level, ..Options::default() }
 }
 
-/// Max |a - b| relative to max(1, max |a|), and whether the argmax of every row agrees.
+/// Max |a - b| relative to max(1, max |a|) (the parity helper: fails on NaN, inf and shape).
 fn compare(before: &Graph, after: &Graph, batch: usize, seed: u64) -> f32 {
     let expected = interp::expected_weights(before);
     assert_eq!(expected, interp::expected_weights(after), "the passes changed the weight file's tensors");
@@ -29,8 +29,8 @@ fn compare(before: &Graph, after: &Graph, batch: usize, seed: u64) -> f32 {
     });
     let a = interp::forward(before, &w, x.view()).unwrap();
     let b = interp::forward(after, &w, x.view()).unwrap();
-    let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b.iter()).fold(0.0f32, |m, (p, q)| m.max((p - q).abs())) / scale
+    let c = parity::compare(b.view().into_dyn(), a.view().into_dyn()).unwrap_or_else(|e| panic!("after the passes: {e}"));
+    c.max_error / c.scale
 }
 
 fn stock_networks() -> Vec<PathBuf> {
@@ -47,12 +47,12 @@ fn stock_networks() -> Vec<PathBuf> {
 fn every_stock_spec_is_unchanged_by_the_passes() {
     for path in stock_networks() {
         // A small input keeps the interpreter quick; 1-channel specs keep their channel.
-        let g0 = compile_file(&path, &at(0)).unwrap();
+        let g0 = compile_file(&path, &at(0)).unwrap().graph;
         let c = g0.input_shape().c;
         let small = if g0.input_shape().h <= 32 { None } else { Some([c, 40, 36]) };
         let opts = |o| Options { input_shape: small, ..at(o) };
-        let before = compile_file(&path, &opts(0)).unwrap();
-        let after = compile_file(&path, &opts(2)).unwrap();
+        let before = compile_file(&path, &opts(0)).unwrap().graph;
+        let after = compile_file(&path, &opts(2)).unwrap().graph;
         let err = compare(&before, &after, 2, 3);
         eprintln!("{}: relative error {err:.2e}, {} -> {} kernels", path.display(), before.kernel_count(), after.kernel_count());
         assert!(err <= 1e-4, "{}: -O2 differs from -O0 by {err:e}", path.display());
@@ -62,8 +62,9 @@ fn every_stock_spec_is_unchanged_by_the_passes() {
 
 #[test]
 fn resnet50_runs_one_kernel_a_conv_plus_three() {
-    let g = compile_file(&root().join("specs/resnet50.resnet"), &at(2)).unwrap();
-    let s = report::Summary::new(&g, 1, true);
+    let c = compile_file(&root().join("specs/resnet50.resnet"), &at(2)).unwrap();
+    let s = report::Summary::new(&c, 1);
+    let g = &c.graph;
     assert_eq!(s.convs, 53);
     assert_eq!(s.kernels, s.convs + 3, "convs + max-pool + global pool + linear");
     let kinds: std::collections::BTreeSet<&str> = g.nodes.iter().skip(1).map(|n| n.op.kind()).collect();
@@ -80,9 +81,13 @@ fn resnet50_runs_one_kernel_a_conv_plus_three() {
 fn memory_plans_are_sound_and_near_the_bound_for_every_stock_spec() {
     for path in stock_networks() {
         for level in [0, 2] {
-            let g = compile_file(&path, &at(level)).unwrap();
-            let p = memory_plan::plan(&g, true);
-            memory_plan::check(&g, &p).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let c = compile_file(&path, &at(level)).unwrap();
+            // The pipeline's own plan (sharing only at -O2), and a sharing one at -O0 too.
+            assert_eq!(c.memory.reuse, level > 0);
+            let g = &c.graph;
+            let p = memory_plan::plan(g, true);
+            memory_plan::check(g, &p).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            memory_plan::check(g, &c.memory).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(p.arena as f64 <= 1.1 * p.lower_bound as f64, "{} -O{level}: {} vs {}", path.display(), p.arena, p.lower_bound);
         }
     }
@@ -93,7 +98,8 @@ fn ir_after_each_pass() {
     for spec in ["resnet18", "cifar_resnet20"] {
         for pass in passes::names() {
             let g = compile_file(&root().join(format!("specs/{spec}.resnet")), &Options { stop_after: Some(pass.to_string()), ..at(2) })
-                .unwrap();
+                .unwrap()
+                .graph;
             insta::assert_snapshot!(format!("{spec}_after_{pass}"), g.dump());
         }
     }
@@ -103,17 +109,17 @@ fn ir_after_each_pass() {
 fn pass_selection_is_checked() {
     let src = Source::inline("t.resnet", "network t { input [1, 4, 4]\n conv1: conv(2, k = 1)\n bn1: bn\n relu }");
     let only_fold = compile(&src, &Options { passes: Some(vec!["fold_bn".into()]), ..Options::default() }).unwrap();
-    assert_eq!(only_fold.kernel_count(), 2, "conv (bn folded) + relu");
+    assert_eq!(only_fold.graph.kernel_count(), 2, "conv (bn folded) + relu");
     let e = compile(&src, &Options { passes: Some(vec!["fold".into()]), ..Options::default() }).unwrap_err();
     assert!(e.render().contains("unknown pass `fold`; the passes are shortcut, fold_bn, fuse, dce, memory_plan"), "{}", e.render());
 }
 
 /// A random residual network as `.resnet` text.
 fn random_spec() -> impl Strategy<Value = String> {
-    let stage = (0usize..3, 0usize..5, 1usize..3, 1usize..3, 0usize..3, 0usize..5);
-    (1usize..4, 6usize..15, 5usize..13, 1usize..3, 0usize..5, proptest::collection::vec(stage, 1..4), 2usize..6).prop_map(
+    let stage = (0usize..3, 0usize..5, 1usize..3, 1usize..3, 0usize..3, 0usize..7);
+    (1usize..4, 6usize..15, 5usize..13, 1usize..3, 0usize..7, proptest::collection::vec(stage, 1..4), 2usize..6).prop_map(
         |(c, h, w, stem_mult, stem_act, stages, classes)| {
-            let acts = ["relu", "relu6", "silu", "gelu", "sigmoid"];
+            let acts = ["relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid"];
             let kinds = ["projection", "projection always", "pad", "avgdown", "identity"];
             let mut width = 4 * stem_mult;
             let mut body = format!("    input [{c}, {h}, {w}]\n    conv1: conv({width}, k = 3, p = 1)\n    bn1: bn\n    {}\n", acts[stem_act]);
@@ -156,11 +162,10 @@ proptest! {
     #[test]
     fn random_residual_specs_are_unchanged_by_the_passes(spec in random_spec(), seed in 0u64..1000) {
         let src = Source::inline("random.resnet", spec.clone());
-        let before = compile(&src, &at(0)).map_err(|e| TestCaseError::fail(format!("{spec}\n{e}")))?;
+        let before = compile(&src, &at(0)).map_err(|e| TestCaseError::fail(format!("{spec}\n{e}")))?.graph;
         let after = compile(&src, &at(2)).unwrap();
-        let err = compare(&before, &after, 2, seed);
+        let err = compare(&before, &after.graph, 2, seed);
         prop_assert!(err <= 1e-4, "{}\n-O2 differs from -O0 by {:e}", spec, err);
-        let p = memory_plan::plan(&after, true);
-        prop_assert!(memory_plan::check(&after, &p).is_ok());
+        prop_assert!(memory_plan::check(&after.graph, &after.memory).is_ok());
     }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 use resnetc_compiler::codegen::{self, CodegenOptions};
-use resnetc_compiler::{compile_with_sources, Options, Source};
+use resnetc_compiler::{compile_with_sources, Options, Source, Suggestion};
 use syn::parse::{Parse, ParseStream};
 use syn::{bracketed, parenthesized, Ident, LitInt, LitStr, Token};
 
@@ -94,14 +94,14 @@ fn expand_path(form: PathForm) -> Result<TokenStream, String> {
         .map_err(|e| format!("cannot read spec `{rel}` (relative to the crate's CARGO_MANIFEST_DIR): {e}"))?;
     let dir = full.parent().map(Path::to_path_buf);
     let source = Source { name: rel.clone(), text, dir, path: full.canonicalize().ok() };
-    let (graph, sources) = compile_with_sources(&source, &form.options).map_err(|e| e.render())?;
+    let (compiled, sources) = compile_with_sources(&source, &form.options).map_err(|e| e.with_hints(hint).render())?;
     // Every file the spec read, so that editing any of them rebuilds the crate.
     let includes = sources.files().map(|f| base.join(&f.name).display().to_string()).map(|p| {
         quote!(
             const _: &str = include_str!(#p);
         )
     });
-    let model = generate(&graph, &form.name.to_string(), &rel);
+    let model = generate(&compiled, &form.name.to_string(), &rel);
     Ok(quote!(#(#includes)* #model))
 }
 
@@ -110,20 +110,27 @@ fn expand_inline(input: TokenStream) -> Result<TokenStream, String> {
     let file = first.file();
     let text = reconstruct(input);
     let source = Source { name: file.clone(), text, dir: Some(manifest_dir()), path: None };
-    let (graph, _) = compile_with_sources(&source, &Options::default()).map_err(|e| e.render())?;
-    let name = codegen::type_name(&graph.name);
-    Ok(generate(&graph, &name, &format!("an inline spec in {file}")))
+    let (compiled, _) = compile_with_sources(&source, &Options::default()).map_err(|e| e.with_hints(hint).render())?;
+    let name = codegen::type_name(&compiled.graph.name);
+    Ok(generate(&compiled, &name, &format!("an inline spec in {file}")))
 }
 
-fn generate(graph: &resnetc_compiler::ir::Graph, type_name: &str, spec_name: &str) -> TokenStream {
+/// A diagnostic's suggestion in the macro's terms.
+fn hint(s: &Suggestion) -> String {
+    match s {
+        Suggestion::SetParameter { name } => format!("in `resnet!`: set({name} = VALUE)"),
+        Suggestion::InputShape => "in `resnet!`: input_shape = [C, H, W]".into(),
+    }
+}
+
+fn generate(compiled: &resnetc_compiler::Compiled, type_name: &str, spec_name: &str) -> TokenStream {
     let opts = CodegenOptions {
         type_name: format_ident!("{}", type_name).to_string(),
         spec_name: spec_name.to_string(),
         runtime: quote!(::resnetc::runtime),
         comments: false,
-        reuse_memory: true,
     };
-    codegen::generate(graph, &opts)
+    codegen::generate(compiled, &opts)
 }
 
 /// The spec's text, rebuilt from the tokens at their lines and columns (the language ends

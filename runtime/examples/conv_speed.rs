@@ -1,7 +1,8 @@
 //! Times the direct NHWC convolution on ResNet-50's layer shapes and states each as a share
 //! of this machine's measured FMA peak:
-//! `cargo run --release -p resnetc-runtime --example conv_speed [threads]`.
-use resnetc_runtime::fast::{self, winograd, Epilogue};
+//! `cargo run --release -p resnetc-runtime --example conv_speed [threads] [filter]`, on the
+//! path `RESNETC_AVX512=0` / `RESNETC_PORTABLE=1` select (the first line names it).
+use resnetc_runtime::fast::{self, winograd, Epilogue, Isa};
 use resnetc_runtime::kernels::Activation;
 use resnetc_runtime::ConvSpec;
 use std::time::Instant;
@@ -13,7 +14,8 @@ fn main() {
     resnetc_runtime::model::set_threads(threads).expect("first use of the pool");
     // With a filter (a profiling run), the peak is not measured again: 117 GFLOP/s a thread.
     let peak = if only.is_empty() { fast::peak::peak_gflops(threads, 100_000_000) } else { 117.0 * threads as f64 };
-    println!("kernel {}, {threads} thread(s), peak {peak:.1} GFLOP/s", fast::kernel_name());
+    let isa = Isa::selected();
+    println!("kernel {isa}, {threads} thread(s), peak {peak:.1} GFLOP/s");
     // (in channels, size, out channels, kernel, stride, padding, residual add)
     for (c, h, o, k, s, p, add) in [
         (3, 224, 64, 7, 2, 3, false),
@@ -41,7 +43,7 @@ fn main() {
         if !line.contains(&only) {
             continue;
         }
-        let direct = ConvSpec::new([c, h, h], o, k, s, p, 1, 1).then(Activation::Relu);
+        let direct = ConvSpec::new([c, h, h], o, k).stride(s).padding(p).then(Activation::Relu);
         let algos = if winograd::eligible(&direct) { vec![direct, direct.winograd(2), direct.winograd(4)] } else { vec![direct] };
         for spec in algos {
             let oh = (h + 2 * p - k) / s + 1;
@@ -54,7 +56,7 @@ fn main() {
             let packed = fast::pack(&wt, &spec);
             let mut scratch = vec![0f32; fast::scratch_len(&spec, 1)];
             let epi = Epilogue { bias: Some(&bias), residual: add.then_some(&residual[..]), act: spec.act };
-            let mut run = || fast::conv(&x, 1, &spec, &packed, epi, &mut scratch, &mut y);
+            let mut run = || fast::conv(isa, &x, 1, &spec, &packed, epi, &mut scratch, &mut y);
             run();
             let mut times: Vec<f64> = (0..if only.is_empty() { 21 } else { 1001 })
                 .map(|_| {

@@ -17,7 +17,7 @@ pub mod model;
 pub mod steps;
 pub mod weights;
 
+pub use fast::{ConvSpec, Isa, PoolSpec};
 pub use model::{ModelError, Workspace};
 pub use ndarray;
-pub use steps::{ConvSpec, PoolSpec};
 pub use weights::{LoadOptions, Tensor, WeightError, WeightFile, Weights};

@@ -13,6 +13,8 @@ pub enum ModelError {
     Weights(#[from] WeightError),
     #[error("input has shape {found:?}, expected [N, {}, {}, {}] (any batch N >= 1)", .expected[0], .expected[1], .expected[2])]
     InputShape { expected: [usize; 3], found: [usize; 4] },
+    #[error("this CPU cannot run the {0} kernels")]
+    UnsupportedIsa(crate::fast::Isa),
 }
 
 impl Profile {
@@ -35,18 +37,36 @@ pub fn load_table(file: &WeightFile, table: &[(&str, &[usize])], opts: &LoadOpti
     Ok(expected.iter().map(|(k, _)| w.take(k)).collect())
 }
 
-/// One batch-norm fold: weight, bias, [gamma, beta, mean, var], eps, as indices into the
-/// weights, then the conv's output channels and, for a bn before the conv, its groups (0 for
-/// a bn after it).
-pub type Fold = (usize, Option<usize>, [usize; 4], f32, usize, usize);
+/// One batch norm folded into a convolution at load; tensors are indices into the
+/// model's weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fold {
+    /// The convolution's weight [O, C / groups, K, K] and bias [O].
+    pub weight: usize,
+    pub bias: Option<usize>,
+    /// gamma, beta, running mean, running variance.
+    pub bn: [usize; 4],
+    pub eps: f32,
+    pub out_channels: usize,
+    /// Where the batch norm is: after the convolution (per output channel), or before it
+    /// (per input channel, with the convolution's groups).
+    pub side: FoldSide,
+}
+
+/// Which side of its convolution a folded batch norm is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoldSide {
+    After,
+    Before { groups: usize },
+}
 
 /// Applies batch-norm folds in order, appending each folded weight and bias to `w`.
 pub fn fold_all(w: &mut Vec<Vec<f32>>, folds: &[Fold]) {
-    for &(wt, bias, bn, eps, out_channels, input_groups) in folds {
-        let (b, bn) = (bias.map(|b| w[b].as_slice()), bn.map(|i| w[i].as_slice()));
-        let (fw, fb) = match input_groups {
-            0 => crate::kernels::fold_batch_norm(&w[wt], b, bn, eps),
-            g => crate::kernels::fold_batch_norm_input(&w[wt], b, out_channels, bn, eps, g),
+    for f in folds {
+        let (b, bn) = (f.bias.map(|b| w[b].as_slice()), f.bn.map(|i| w[i].as_slice()));
+        let (fw, fb) = match f.side {
+            FoldSide::After => crate::kernels::fold_batch_norm(&w[f.weight], b, bn, f.eps),
+            FoldSide::Before { groups } => crate::kernels::fold_batch_norm_input(&w[f.weight], b, f.out_channels, bn, f.eps, groups),
         };
         w.push(fw);
         w.push(fb);
@@ -83,6 +103,8 @@ pub struct Workspace {
     n: usize,
     /// Per-node seconds, accumulated while profiling is on.
     profile: Option<Profile>,
+    /// The kernel path every step runs on.
+    isa: crate::fast::Isa,
 }
 
 /// Time spent per node: the time between one step's start and the next one's is charged to
@@ -94,8 +116,22 @@ struct Profile {
 }
 
 impl Workspace {
+    /// A workspace whose steps run on [`Isa::selected`](crate::fast::Isa::selected).
     pub fn new() -> Workspace {
         Workspace::default()
+    }
+
+    /// A workspace whose steps run on `isa`, if this CPU supports it.
+    pub fn with_isa(isa: crate::fast::Isa) -> Result<Workspace, ModelError> {
+        if !isa.supported() {
+            return Err(ModelError::UnsupportedIsa(isa));
+        }
+        Ok(Workspace { isa, ..Workspace::default() })
+    }
+
+    /// The kernel path this workspace's steps run on.
+    pub fn isa(&self) -> crate::fast::Isa {
+        self.isa
     }
 
     /// Checks `input` against `shape`, sizes the arena for its batch (value `i` lives at

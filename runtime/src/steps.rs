@@ -4,79 +4,9 @@
 //! [`Workspace::output`] change the layout at the edges); shapes are still given as
 //! PyTorch's [C, H, W].
 
-use crate::fast::{self, nhwc, Epilogue, PackedConv};
-use crate::kernels::{self, Activation, Conv2dParams, PoolParams};
+use crate::fast::{self, nhwc, ConvSpec, Epilogue, PackedConv, PoolSpec};
+use crate::kernels::{self, Activation};
 use crate::model::Workspace;
-
-/// A convolution with its static input shape, the activation of its epilogue and the
-/// algorithm the compiler chose for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvSpec {
-    pub input: [usize; 3],
-    pub out_channels: usize,
-    pub kernel: usize,
-    pub params: Conv2dParams,
-    pub act: Option<Activation>,
-    pub algo: ConvAlgo,
-}
-
-/// How a convolution is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvAlgo {
-    /// [`fast::direct`]: any convolution.
-    Direct,
-    /// [`fast::winograd`] with output tiles of this size (2 or 4): 3x3 stride-1 ones (see
-    /// `winograd::eligible`).
-    Winograd(u8),
-}
-
-impl ConvSpec {
-    /// `input` [C, H, W], then out channels, kernel, stride, padding, dilation, groups.
-    #[allow(clippy::too_many_arguments)]
-    pub const fn new(
-        input: [usize; 3],
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-        groups: usize,
-    ) -> Self {
-        ConvSpec {
-            input,
-            out_channels,
-            kernel,
-            params: Conv2dParams { stride, padding, dilation, groups },
-            act: None,
-            algo: ConvAlgo::Direct,
-        }
-    }
-
-    /// The same convolution followed by `act` (fused).
-    pub const fn then(self, act: Activation) -> Self {
-        ConvSpec { act: Some(act), ..self }
-    }
-
-    /// The same convolution through Winograd F(m x m, 3x3), `m` = 2 or 4.
-    pub const fn winograd(self, m: u8) -> Self {
-        assert!(m == 2 || m == 4, "Winograd tiles are 2x2 or 4x4");
-        ConvSpec { algo: ConvAlgo::Winograd(m), ..self }
-    }
-}
-
-/// A pooling window with its static input shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolSpec {
-    pub input: [usize; 3],
-    pub params: PoolParams,
-}
-
-impl PoolSpec {
-    /// `input` [C, H, W], then kernel, stride, padding, ceil mode, count_include_pad.
-    pub const fn new(input: [usize; 3], kernel: usize, stride: usize, padding: usize, ceil_mode: bool, count_include_pad: bool) -> Self {
-        PoolSpec { input, params: PoolParams { kernel, stride, padding, ceil_mode, count_include_pad } }
-    }
-}
 
 fn dims(n: usize, s: [usize; 3]) -> [usize; 4] {
     [n, s[0], s[1], s[2]]
@@ -86,17 +16,17 @@ impl Workspace {
     /// Value `y` = act(conv(value `x`) + bias), the activation being the spec's, if any,
     /// by the spec's algorithm against weights packed at load.
     pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
-        let n = self.batch();
+        let (n, isa) = (self.batch(), self.isa());
         let ([x], y, scratch) = self.step([x], y);
-        fast::conv(x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, scratch, y);
+        fast::conv(isa, x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, scratch, y);
     }
 
     /// Value `y` = act(conv(value `x`) + bias + value `residual`): a convolution with the
     /// residual add fused into its epilogue.
     pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
-        let n = self.batch();
+        let (n, isa) = (self.batch(), self.isa());
         let ([x, r], y, scratch) = self.step([x, residual], y);
-        fast::conv(x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, scratch, y);
+        fast::conv(isa, x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, scratch, y);
     }
 
     /// Value `y` = batch norm of value `x` (`channels` a pixel); `p` = weight, bias,
@@ -120,9 +50,9 @@ impl Workspace {
 
     /// Max pooling, its output rows split over the pool's threads.
     pub fn max_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {
-        let n = self.batch();
+        let (n, isa) = (self.batch(), self.isa());
         let ([x], y, _) = self.step([x], y);
-        nhwc::max_pool(x, dims(n, spec.input), spec.params, y);
+        nhwc::max_pool(isa, x, dims(n, spec.input), spec.params, y);
     }
 
     pub fn avg_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {

@@ -72,24 +72,21 @@ fn fail(msg: String) -> ExitCode {
 }
 
 pub(crate) fn emit(a: &EmitArgs) -> Result<(), ExitCode> {
-    let g = a.spec.compile()?;
-    let mut opts = CodegenOptions {
-        reuse_memory: a.spec.options().plans_memory(),
-        ..CodegenOptions::for_crate(&g, &a.spec.spec.display().to_string())
-    };
+    let c = a.spec.compile()?;
+    let mut opts = CodegenOptions::for_crate(&c.graph, &a.spec.spec.display().to_string());
     if let Some(n) = &a.name {
         opts.type_name = n.clone();
     }
-    print!("{}", codegen::model_source(&g, &opts));
+    print!("{}", codegen::model_source(&c, &opts));
     Ok(())
 }
 
 pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
-    let g = a.spec.compile()?;
-    let name = a.name.clone().unwrap_or_else(|| package::crate_name(&g.name));
+    let c = a.spec.compile()?;
+    let name = a.name.clone().unwrap_or_else(|| package::crate_name(&c.graph.name));
     let start = std::time::Instant::now();
-    package::write_crate(&a.out, &g, &a.spec.spec.display().to_string(), &name, a.spec.options().plans_memory())
-        .map_err(|e| fail(format!("{}: {e}", a.out.display())))?;
+    let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name);
+    package::write_crate(&a.out, &files).map_err(|e| fail(format!("{}: {e}", a.out.display())))?;
     eprintln!(
         "wrote crate `{name}` to {} in {:.0} ms; build it with `cargo build --release --manifest-path {}/Cargo.toml`",
         a.out.display(),
@@ -124,10 +121,9 @@ fn fnv(parts: &[(String, String)]) -> u64 {
 }
 
 pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
-    let g = a.spec.compile()?;
-    let name = package::crate_name(&g.name);
-    let reuse = a.spec.options().plans_memory();
-    let files = package::crate_files(&g, &a.spec.spec.display().to_string(), &name, reuse);
+    let c = a.spec.compile()?;
+    let name = package::crate_name(&c.graph.name);
+    let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name);
     // The generated files hold the spec's content (as code), the options and the compiler
     // version: their hash is the cache key.
     let key = fnv(&files);
@@ -135,8 +131,7 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     let dir = cache.join(format!("{name}-{key:016x}"));
     let exe = dir.join(if cfg!(windows) { "infer.exe" } else { "infer" });
     if !exe.exists() {
-        package::write_crate(&dir, &g, &a.spec.spec.display().to_string(), &name, reuse)
-            .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        package::write_crate(&dir, &files).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
         build_crate(&dir, &cache.join("target"), &exe)?;
     } else {
         eprintln!("using the cached build in {}", dir.display());

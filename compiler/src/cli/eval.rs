@@ -30,7 +30,7 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn run(a: &EvalArgs) -> Result<(), ExitCode> {
-    let graph = a.spec.compile()?;
+    let graph = a.spec.compile()?.graph;
     let fail = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(1)

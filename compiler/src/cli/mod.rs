@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use resnetc_compiler::{compile_file, ir::Graph, report, CompileError, Options};
+use resnetc_compiler::{compile_file, report, CompileError, Compiled, Options, Suggestion};
 
 mod build;
 mod eval;
@@ -88,12 +88,12 @@ impl SpecArgs {
     }
 
     /// Compiles the spec, printing diagnostics on failure.
-    pub(crate) fn compile(&self) -> Result<Graph, ExitCode> {
+    pub(crate) fn compile(&self) -> Result<Compiled, ExitCode> {
         self.compile_with(self.options())
     }
 
-    pub(crate) fn compile_with(&self, opts: Options) -> Result<Graph, ExitCode> {
-        compile_file(&self.spec, &opts).map_err(|e| report_error(&e))
+    pub(crate) fn compile_with(&self, opts: Options) -> Result<Compiled, ExitCode> {
+        compile_file(&self.spec, &opts).map_err(|e| report_error(&e.with_hints(hint)))
     }
 }
 
@@ -133,6 +133,14 @@ enum GraphFormat {
     Dot,
 }
 
+/// A diagnostic's suggestion in the CLI's terms.
+fn hint(s: &Suggestion) -> String {
+    match s {
+        Suggestion::SetParameter { name } => format!("on the command line: --set {name}=VALUE"),
+        Suggestion::InputShape => "on the command line: --input-shape C,H,W".into(),
+    }
+}
+
 fn report_error(e: &CompileError) -> ExitCode {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     eprint!("{}", e.render_with(color));
@@ -142,25 +150,26 @@ fn report_error(e: &CompileError) -> ExitCode {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check(spec) => spec.compile().map(|g| {
+        Command::Check(spec) => spec.compile().map(|c| {
+            let g = &c.graph;
             println!("{}: ok ({} layers, {} parameters)", spec.spec.display(), g.nodes.len() - 1, report::group(g.param_count() as u64));
         }),
-        Command::Summary(a) => a.spec.compile().and_then(|g| {
+        Command::Summary(a) => a.spec.compile().and_then(|c| {
             if a.batch == 0 {
                 eprintln!("error: --batch must be at least 1");
                 return Err(ExitCode::from(2));
             }
-            let s = report::Summary::new(&g, a.batch, a.spec.options().plans_memory());
+            let s = report::Summary::new(&c, a.batch);
             match a.format {
                 SummaryFormat::Table => print!("{}", s.to_table()),
                 SummaryFormat::Json => println!("{}", s.to_json()),
             }
             Ok(())
         }),
-        Command::Params(spec) => spec.compile().map(|g| print!("{}", report::params_listing(&g))),
-        Command::Graph(a) => a.spec.compile_with(Options { stop_after: a.after.clone(), ..a.spec.options() }).map(|g| match a.format {
-            GraphFormat::Text => print!("{}", g.dump()),
-            GraphFormat::Dot => print!("{}", g.to_dot()),
+        Command::Params(spec) => spec.compile().map(|c| print!("{}", report::params_listing(&c.graph))),
+        Command::Graph(a) => a.spec.compile_with(Options { stop_after: a.after.clone(), ..a.spec.options() }).map(|c| match a.format {
+            GraphFormat::Text => print!("{}", c.graph.dump()),
+            GraphFormat::Dot => print!("{}", c.graph.to_dot()),
         }),
         Command::Eval(a) => eval::run(&a),
         Command::Emit(a) => build::emit(&a),

@@ -3,22 +3,25 @@
 //! Convolutions and pools get a named descriptor constant (`LAYER1_0_CONV1`) holding their
 //! static shapes; every node becomes one `ws.<op>(...)` line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use proc_macro2::{Ident, Span, TokenStream};
-use quote::quote;
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote};
 
 use super::{comment, usize_lit, CodegenOptions};
-use crate::ir::{Act, Graph, NodeId, Op, ParamRole, Pool, Transform};
-use resnetc_runtime::fast::winograd;
+use crate::ir::transform::FoldSide;
+use crate::ir::{Activation, Graph, NodeId, Op, ParamRole, Pool, TensorId, Transform};
+use resnetc_runtime::fast::{winograd, ConvAlgo, ConvSpec};
 
-/// The runtime's descriptor of conv node `id` (without its activation), with the
+/// The runtime's descriptor of conv node `id`, with the activation of its epilogue and the
 /// algorithm the compiler chooses for it.
-fn conv_spec(graph: &Graph, id: NodeId) -> resnetc_runtime::ConvSpec {
+pub(super) fn conv_spec(graph: &Graph, id: NodeId) -> ConvSpec {
     let n = graph.node(id);
     let Op::Conv2d(c) = &n.op else { unreachable!("invariant: called on conv nodes") };
     let x = graph.node(n.inputs[0]).shape;
-    let spec = resnetc_runtime::ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups);
+    let mut spec =
+        ConvSpec::new([x.c, x.h, x.w], c.out_channels, c.kernel).stride(c.stride).padding(c.padding).dilation(c.dilation).groups(c.groups);
+    spec.act = c.act;
     if winograd::eligible(&spec) {
         spec.winograd(winograd::tile_for(&spec) as u8)
     } else {
@@ -37,51 +40,72 @@ pub(super) fn scratch_len(graph: &Graph) -> usize {
         .unwrap_or(0)
 }
 
-/// Where each tensor lives in the model's `w`: the file's tensors (`WEIGHTS` order), then
-/// the derived ones in transform order.
-fn tensor_indices(graph: &Graph) -> HashMap<String, usize> {
-    graph.params().map(|p| p.key.clone()).chain(graph.derived().into_iter().map(|p| p.key)).enumerate().map(|(i, k)| (k, i)).collect()
+/// Unique Rust constant names, made from layer paths and tensor keys.
+#[derive(Default)]
+pub(super) struct Names(HashSet<String>);
+
+impl Names {
+    /// `layer1.0.conv1` -> `LAYER1_0_CONV1`, made unique with a numeric suffix.
+    pub(super) fn constant(&mut self, text: &str) -> Ident {
+        let mut s: String = text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+        if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+            s = format!("L_{s}");
+        }
+        if !self.0.insert(s.clone()) {
+            let base = s.clone();
+            let mut i = 2;
+            while !self.0.insert(format!("{base}_{i}")) {
+                i += 1;
+            }
+            s = format!("{base}_{i}");
+        }
+        Ident::new(&s, Span::call_site())
+    }
 }
 
-/// Index of each node's parameter slots in the model's `w`.
-struct ParamIndex(Vec<Vec<(ParamRole, usize)>>);
+/// The named index of every tensor in the model's `w` (`tensors::LAYER1_0_CONV1_WEIGHT`):
+/// the ids of the tensor arena, which the verifier guarantees are the file's tensors in
+/// `WEIGHTS` order, then the derived ones in the order `model::fold_all` appends them.
+pub(super) struct TensorNames {
+    names: Vec<Ident>,
+    /// The `mod tensors { ... }` of the generated model.
+    pub module: TokenStream,
+}
 
-impl ParamIndex {
-    fn new(graph: &Graph) -> ParamIndex {
-        let index = tensor_indices(graph);
-        ParamIndex(
-            graph
-                .nodes
-                .iter()
-                .map(|n| {
-                    n.params
-                        .iter()
-                        .map(|p| (p.role, *index.get(&p.key).expect("invariant: every tensor a node reads is declared")))
-                        .collect()
-                })
-                .collect(),
-        )
+impl TensorNames {
+    pub(super) fn new(graph: &Graph) -> TensorNames {
+        let mut used = Names::default();
+        let names: Vec<Ident> = graph.tensors.iter().map(|t| used.constant(&t.key)).collect();
+        let consts = graph.tensor_ids().map(|(id, _)| {
+            let name = &names[id.index()];
+            let i = usize_lit(id.index());
+            quote! { pub const #name: usize = #i; }
+        });
+        let module = quote! {
+            /// Where each tensor is in the model's weights: the file's (`WEIGHTS` order, named
+            /// after their keys), then the derived ones (named `KEY_BN` after the fold).
+            #[allow(dead_code)]
+            mod tensors { #(#consts)* }
+        };
+        TensorNames { names, module }
     }
 
-    /// `&w[i]` for a node's slot, if it has one.
-    fn get(&self, id: NodeId, role: ParamRole) -> Option<TokenStream> {
-        self.0[id.index()].iter().find(|(r, _)| *r == role).map(|(_, i)| {
-            let i = usize_lit(*i);
-            quote!(&w[#i])
+    /// `tensors::NAME`.
+    fn path(&self, id: TensorId) -> TokenStream {
+        let name = &self.names[id.index()];
+        quote!(tensors::#name)
+    }
+
+    /// `&w[tensors::NAME]` for node `id`'s tensor of `role`.
+    fn get(&self, graph: &Graph, id: NodeId, role: ParamRole) -> Option<TokenStream> {
+        graph.param(id, role).map(|t| {
+            let path = self.path(t);
+            quote!(&w[#path])
         })
     }
 
-    /// The index of a node's slot in `w`.
-    fn index(&self, id: NodeId, role: ParamRole) -> Option<usize> {
-        self.0[id.index()].iter().find(|(r, _)| *r == role).map(|(_, i)| *i)
-    }
-
-    fn weight(&self, id: NodeId) -> TokenStream {
-        self.get(id, ParamRole::Weight).expect("invariant: the op has a weight slot")
-    }
-
-    fn optional(&self, id: NodeId, role: ParamRole) -> TokenStream {
-        match self.get(id, role) {
+    fn optional(&self, graph: &Graph, id: NodeId, role: ParamRole) -> TokenStream {
+        match self.get(graph, id, role) {
             Some(t) => quote!(Some(#t)),
             None => quote!(None),
         }
@@ -94,15 +118,17 @@ pub(super) struct Emitted {
     pub steps: TokenStream,
     /// One `fast::pack(...)` a convolution, in order: the body of the model's `pack`.
     pub packs: Vec<TokenStream>,
+    /// `mod packed { ... }`: each convolution's index in `p`.
+    pub packed: TokenStream,
 }
 
 /// Emits every node, in order.
-pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
-    let params = ParamIndex::new(graph);
-    let mut names = HashSet::new();
+pub(super) fn emit(graph: &Graph, tensors: &TensorNames, opts: &CodegenOptions) -> Emitted {
+    let mut names = Names::default();
     let mut consts = Vec::new();
     let mut steps = Vec::new();
     let mut packs = Vec::new();
+    let mut packed = Vec::new();
     for id in graph.ids().skip(1) {
         let node = graph.node(id);
         let x = usize_lit(node.inputs[0].index());
@@ -112,8 +138,8 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
             let [c, h, w] = [input.c, input.h, input.w].map(usize_lit);
             quote!([#c, #h, #w])
         };
-        let mut descriptor = |value: TokenStream, ty: TokenStream| {
-            let name = const_name(&node.name, id, &mut names);
+        let mut descriptor = |names: &mut Names, value: TokenStream, ty: TokenStream| {
+            let name = names.constant(&node.name);
             let doc = format!(" `{}`: {} {} -> {}", node.name, node.op.kind(), node.op.attrs(), node.shape);
             consts.push(quote! { #[doc = #doc] const #name: #ty = #value; });
             name
@@ -121,26 +147,15 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
         let step = match &node.op {
             Op::Input => unreachable!("invariant: only node 0 is the input"),
             Op::Conv2d(c) => {
-                let [o, k, s, p, d, g] = [c.out_channels, c.kernel, c.stride, c.padding, c.dilation, c.groups].map(usize_lit);
-                let then = c.act.map(|a| {
-                    let a = act_variant(a);
-                    quote!(.then(Activation::#a))
-                });
-                // The algorithm, from the static shapes: Winograd where it gains.
-                let algo = match conv_spec(graph, id).algo {
-                    resnetc_runtime::steps::ConvAlgo::Winograd(m) => {
-                        let m = proc_macro2::Literal::u8_unsuffixed(m);
-                        Some(quote!(.winograd(#m)))
-                    }
-                    resnetc_runtime::steps::ConvAlgo::Direct => None,
-                };
-                let name = descriptor(quote!(ConvSpec::new(#shape, #o, #k, #s, #p, #d, #g) #then #algo), quote!(ConvSpec));
-                let bias = params.optional(id, ParamRole::Bias);
-                // The weight is packed at load for the fast GEMM; `p[j]` is the packed copy.
+                let spec = conv_spec(graph, id);
+                let name = descriptor(&mut names, conv_value(&spec, &shape), quote!(ConvSpec));
+                let bias = tensors.optional(graph, id, ParamRole::Bias);
+                // The weight is packed at load; `p[packed::NAME]` is the packed copy.
+                let weight = tensors.path(graph.param(id, ParamRole::Weight).expect("invariant: a conv has a weight"));
                 let j = usize_lit(packs.len());
-                let w_index = usize_lit(params.index(id, ParamRole::Weight).expect("invariant: a conv has a weight"));
-                packs.push(quote!(fast::pack(&std::mem::take(&mut w[#w_index]), &Self::#name)));
-                let weight = quote!(&p[#j]);
+                packed.push(quote! { pub const #name: usize = #j; });
+                packs.push(quote!(fast::pack(&std::mem::take(&mut w[#weight]), &Self::#name)));
+                let weight = quote!(&p[packed::#name]);
                 if c.residual {
                     let r = usize_lit(node.inputs[1].index());
                     quote!(ws.conv_add(#x, #r, #y, &Self::#name, #weight, #bias);)
@@ -148,14 +163,22 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                     quote!(ws.conv(#x, #y, &Self::#name, #weight, #bias);)
                 }
             }
-            Op::BatchNorm { eps } => emit_batch_norm(&params, id, &x, &y, input.c, *eps),
-            Op::Act(a) => emit_act(*a, &x, &y),
+            Op::BatchNorm { eps } => {
+                let get = |r| tensors.get(graph, id, r).expect("invariant: batch norm has four tensors");
+                let (wt, b, m, v) = (get(ParamRole::Weight), get(ParamRole::Bias), get(ParamRole::RunningMean), get(ParamRole::RunningVar));
+                let c = usize_lit(input.c);
+                quote!(ws.batch_norm(#x, #y, #c, #eps, [#wt, #b, #m, #v]);)
+            }
+            Op::Act(a) => {
+                let act = act_tokens(*a);
+                quote!(ws.act(#x, #y, #act);)
+            }
             Op::Add => {
                 let b = usize_lit(node.inputs[1].index());
                 quote!(ws.add(#x, #b, #y);)
             }
             Op::MaxPool(p) | Op::AvgPool(p) => {
-                let name = descriptor(pool_value(p, &shape), quote!(PoolSpec));
+                let name = descriptor(&mut names, pool_value(p, matches!(node.op, Op::AvgPool(_)), &shape), quote!(PoolSpec));
                 match node.op {
                     Op::MaxPool(_) => quote!(ws.max_pool(#x, #y, &Self::#name);),
                     _ => quote!(ws.avg_pool(#x, #y, &Self::#name);),
@@ -166,7 +189,11 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
                 quote!(ws.global_avg_pool(#x, #y, #c);)
             }
             Op::Flatten => quote!(ws.flatten(#x, #y, #shape);),
-            Op::Linear { .. } => emit_linear(&params, id, &x, &y),
+            Op::Linear { .. } => {
+                let weight = tensors.get(graph, id, ParamRole::Weight).expect("invariant: linear has a weight");
+                let bias = tensors.optional(graph, id, ParamRole::Bias);
+                quote!(ws.linear(#x, #y, #weight, #bias);)
+            }
             Op::PadChannels { before, after, stride } => {
                 let [b, a, s] = [*before, *after, *stride].map(usize_lit);
                 quote!(ws.pad_channels(#x, #y, #shape, #b, #a, #s);)
@@ -180,88 +207,90 @@ pub(super) fn emit(graph: &Graph, opts: &CodegenOptions) -> Emitted {
         let note = comment(opts, format!("{} -> {}", node.name, node.shape));
         steps.push(quote! { #note #step });
     }
-    Emitted { consts: quote!(#(#consts)*), steps: quote!(#(#steps)*), packs }
+    let packed = quote! {
+        /// Where each convolution's packed weights are in the model's `p`.
+        mod packed { #(#packed)* }
+    };
+    Emitted { consts: quote!(#(#consts)*), steps: quote!(#(#steps)*), packs, packed }
 }
 
-/// `layer1.0.conv1` -> `LAYER1_0_CONV1`, made unique.
-fn const_name(layer: &str, id: NodeId, used: &mut HashSet<String>) -> Ident {
-    let mut s: String = layer.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
-        s = format!("L_{s}");
+/// `Activation::Relu`: the variant's name is its `Debug` form.
+fn act_tokens(a: Activation) -> TokenStream {
+    let variant = format_ident!("{a:?}");
+    quote!(Activation::#variant)
+}
+
+/// `ConvSpec::new(input, out, k)` and a builder call for each attribute off its default.
+fn conv_value(spec: &ConvSpec, shape: &TokenStream) -> TokenStream {
+    let [o, k] = [spec.out_channels, spec.kernel].map(usize_lit);
+    let mut value = quote!(ConvSpec::new(#shape, #o, #k));
+    let p = spec.params;
+    for (name, v, default) in [("stride", p.stride, 1), ("padding", p.padding, 0), ("dilation", p.dilation, 1), ("groups", p.groups, 1)] {
+        if v != default {
+            let (name, v) = (format_ident!("{name}"), usize_lit(v));
+            value = quote!(#value.#name(#v));
+        }
     }
-    if !used.insert(s.clone()) {
-        s = format!("{s}_{}", id.0);
-        used.insert(s.clone());
+    if let Some(a) = spec.act {
+        let a = act_tokens(a);
+        value = quote!(#value.then(#a));
     }
-    Ident::new(&s, Span::call_site())
-}
-
-fn emit_batch_norm(
-    params: &ParamIndex,
-    id: NodeId,
-    x: &proc_macro2::Literal,
-    y: &proc_macro2::Literal,
-    channels: usize,
-    eps: f32,
-) -> TokenStream {
-    let get = |r| params.get(id, r).expect("invariant: batch norm has four slots");
-    let (wt, b, m, v) = (get(ParamRole::Weight), get(ParamRole::Bias), get(ParamRole::RunningMean), get(ParamRole::RunningVar));
-    let c = usize_lit(channels);
-    quote!(ws.batch_norm(#x, #y, #c, #eps, [#wt, #b, #m, #v]);)
-}
-
-fn act_variant(a: Act) -> TokenStream {
-    match a {
-        Act::Relu => quote!(Relu),
-        Act::Relu6 => quote!(Relu6),
-        Act::Silu => quote!(Silu),
-        Act::Gelu => quote!(Gelu),
-        Act::Sigmoid => quote!(Sigmoid),
+    if let ConvAlgo::Winograd(m) = spec.algo {
+        let m = Literal::u8_unsuffixed(m);
+        value = quote!(#value.winograd(#m));
     }
+    value
 }
 
-fn emit_act(a: Act, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {
-    let act = act_variant(a);
-    quote!(ws.act(#x, #y, Activation::#act);)
+/// `PoolSpec::new(input, k)` and a builder call for each attribute off its default.
+fn pool_value(p: &Pool, average: bool, shape: &TokenStream) -> TokenStream {
+    let k = usize_lit(p.kernel);
+    let mut value = quote!(PoolSpec::new(#shape, #k));
+    if p.stride != p.kernel {
+        let s = usize_lit(p.stride);
+        value = quote!(#value.stride(#s));
+    }
+    if p.padding != 0 {
+        let pad = usize_lit(p.padding);
+        value = quote!(#value.padding(#pad));
+    }
+    if p.ceil_mode {
+        value = quote!(#value.ceil_mode());
+    }
+    if average && !p.count_include_pad {
+        value = quote!(#value.exclude_padding());
+    }
+    value
 }
 
-/// The rows of the generated `FOLDS` table: (weight, bias, [gamma, beta, mean, var], eps)
-/// as indices into `w`; `model::fold_all` appends the results in the order
-/// [`tensor_indices`] expects.
-pub(super) fn emit_folds(graph: &Graph) -> (usize, TokenStream) {
-    let index = tensor_indices(graph);
-    let at = |k: &str| usize_lit(*index.get(k).expect("invariant: a transform reads declared tensors"));
+/// The rows of the generated `FOLDS` table, one `Fold { .. }` a transform; `model::fold_all`
+/// appends the results in the order of the derived tensors' ids.
+pub(super) fn emit_folds(graph: &Graph, tensors: &TensorNames) -> (usize, TokenStream) {
     let rows: Vec<TokenStream> = graph
         .transforms
         .iter()
-        .map(|t| match t {
-            Transform::FoldBn { weight, bias, bn, eps, input_groups, .. } => {
-                let oc = usize_lit(crate::ir::transform::shape_of(graph, weight)[0]);
-                let groups = usize_lit(*input_groups);
-                let wt = at(weight);
-                let b = match bias {
+        .map(|t| match *t {
+            Transform::FoldBn { weight, bias, bn, eps, side, .. } => {
+                let out_channels = usize_lit(graph.tensor(weight).shape[0]);
+                let wt = tensors.path(weight);
+                let bias = match bias {
                     Some(b) => {
-                        let b = at(b);
+                        let b = tensors.path(b);
                         quote!(Some(#b))
                     }
                     None => quote!(None),
                 };
-                let [g, be, m, v] = [&bn[0], &bn[1], &bn[2], &bn[3]].map(|k| at(k));
-                quote!((#wt, #b, [#g, #be, #m, #v], #eps, #oc, #groups))
+                let [g, be, m, v] = bn.map(|k| tensors.path(k));
+                let side = match side {
+                    FoldSide::After => quote!(FoldSide::After),
+                    FoldSide::Before { groups } => {
+                        let groups = usize_lit(groups);
+                        quote!(FoldSide::Before { groups: #groups })
+                    }
+                };
+                quote!(Fold { weight: #wt, bias: #bias, bn: [#g, #be, #m, #v], eps: #eps, out_channels: #out_channels, side: #side })
             }
         })
         .collect();
     (rows.len(), quote!(#(#rows),*))
-}
-
-fn pool_value(p: &Pool, shape: &TokenStream) -> TokenStream {
-    let [k, s, pad] = [p.kernel, p.stride, p.padding].map(usize_lit);
-    let (ceil, cip) = (p.ceil_mode, p.count_include_pad);
-    quote!(PoolSpec::new(#shape, #k, #s, #pad, #ceil, #cip))
-}
-
-fn emit_linear(params: &ParamIndex, id: NodeId, x: &proc_macro2::Literal, y: &proc_macro2::Literal) -> TokenStream {
-    let weight = params.weight(id);
-    let bias = params.optional(id, ParamRole::Bias);
-    quote!(ws.linear(#x, #y, #weight, #bias);)
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{model_source, CodegenOptions};
-use crate::ir::Graph;
+use crate::Compiled;
 
 /// The runtime's sources, vendored into every emitted crate.
 const RUNTIME_FILES: &[(&str, &str)] = &[
@@ -14,6 +14,8 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/model.rs", include_str!("../../../runtime/src/model.rs")),
     ("src/steps.rs", include_str!("../../../runtime/src/steps.rs")),
     ("src/fast/mod.rs", include_str!("../../../runtime/src/fast/mod.rs")),
+    ("src/fast/isa.rs", include_str!("../../../runtime/src/fast/isa.rs")),
+    ("src/fast/spec.rs", include_str!("../../../runtime/src/fast/spec.rs")),
     ("src/fast/direct.rs", include_str!("../../../runtime/src/fast/direct.rs")),
     ("src/fast/microkernel.rs", include_str!("../../../runtime/src/fast/microkernel.rs")),
     ("src/fast/nhwc.rs", include_str!("../../../runtime/src/fast/nhwc.rs")),
@@ -27,6 +29,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/kernels/dense.rs", include_str!("../../../runtime/src/kernels/dense.rs")),
     ("src/kernels/norm.rs", include_str!("../../../runtime/src/kernels/norm.rs")),
     ("src/kernels/pool.rs", include_str!("../../../runtime/src/kernels/pool.rs")),
+    ("src/kernels/window.rs", include_str!("../../../runtime/src/kernels/window.rs")),
 ];
 
 /// The runtime's manifest in an emitted crate (the workspace's versions, spelled out).
@@ -48,8 +51,9 @@ thiserror = "2"
 const MAIN_TEMPLATE: &str = include_str!("templates/main.rs");
 
 /// The files of an emitted crate, as (relative path, contents).
-pub fn crate_files(graph: &Graph, spec_name: &str, crate_name: &str, reuse_memory: bool) -> Vec<(String, String)> {
-    let opts = CodegenOptions { reuse_memory, ..CodegenOptions::for_crate(graph, spec_name) };
+pub fn crate_files(compiled: &Compiled, spec_name: &str, crate_name: &str) -> Vec<(String, String)> {
+    let graph = &compiled.graph;
+    let opts = CodegenOptions::for_crate(graph, spec_name);
     let lib_name = crate_name.replace('-', "_");
     let manifest = format!(
         r#"[package]
@@ -85,7 +89,7 @@ codegen-units = 4
         c = graph.input_shape().c,
         h = graph.input_shape().h,
         w = graph.input_shape().w,
-        src = model_source(graph, &opts),
+        src = model_source(compiled, &opts),
     );
     let main = MAIN_TEMPLATE.replace("{{CRATE}}", &lib_name).replace("{{NETWORK}}", &graph.name);
     let readme = format!(
@@ -112,15 +116,16 @@ codegen-units = 4
     files
 }
 
-/// Writes the crate into `dir`, creating it. Files that already hold the same text are not
-/// rewritten, so cargo does not rebuild what did not change.
-pub fn write_crate(dir: &Path, graph: &Graph, spec_name: &str, crate_name: &str, reuse_memory: bool) -> std::io::Result<()> {
-    for (rel, text) in crate_files(graph, spec_name, crate_name, reuse_memory) {
+/// Writes the crate's `files` (from [`crate_files`]) into `dir`, creating it. Files that
+/// already hold the same text are not rewritten, so cargo does not rebuild what did not
+/// change.
+pub fn write_crate(dir: &Path, files: &[(String, String)]) -> std::io::Result<()> {
+    for (rel, text) in files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        if std::fs::read_to_string(&path).is_ok_and(|old| &old == text) {
             continue;
         }
         std::fs::write(&path, text)?;

@@ -16,7 +16,7 @@ impl Graph {
             let _ = writeln!(s, "%{} {} = {}({}{sep}{attrs}) -> {}", id.0, n.name, n.op.kind(), inputs.join(", "), n.shape);
         }
         for t in &self.transforms {
-            let _ = writeln!(s, "load: {}", t.describe());
+            let _ = writeln!(s, "load: {}", t.describe(self));
         }
         s
     }

@@ -1,16 +1,24 @@
-//! The graph IR: an arena of nodes in topological order, addressed by [`NodeId`].
+//! The graph IR: two arenas addressed by typed handles, nodes in topological order
+//! ([`NodeId`]) and the tensors they read ([`TensorId`]).
 //!
-//! **Invariants:** every operand id is smaller than its user's id (checked by [`Graph::verify`]);
-//! every value has a static `[C, H, W]` shape, the batch being the only runtime dimension;
-//! parameters are named slots ([`ParamSlot`]) whose keys are the PyTorch `state_dict` names.
+//! **Invariants** (checked by [`Graph::verify`], whose failure is a compiler bug): every
+//! operand id is smaller than its user's id; every value has a static `[C, H, W]` shape, the
+//! batch being the only runtime dimension; the weight file's tensors come first in the
+//! tensor arena, keyed by their PyTorch `state_dict` names, then the tensors derived at load
+//! time, two a [`Transform`] in transform order, so that a tensor's id is its index in the
+//! generated model's weights.
 
 mod dump;
 mod op;
 mod rewrite;
+pub mod shape;
 pub mod transform;
+mod verify;
 
-pub use op::{Act, Conv, Op, Pool, ShortcutKind};
+pub use op::{Activation, Conv, Op, Pool, ShortcutKind};
+pub use shape::{matching_stride, window_out, Expansion, Shape};
 pub use transform::Transform;
+pub use verify::VerifyError;
 
 use crate::diag::Span;
 
@@ -24,32 +32,13 @@ impl NodeId {
     }
 }
 
-/// A static per-sample shape: channels, height, width. Flat vectors are `[F, 1, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Shape {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-}
+/// Handle of a tensor in a [`Graph`]'s tensor arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub u32);
 
-impl Shape {
-    pub fn new(c: usize, h: usize, w: usize) -> Shape {
-        Shape { c, h, w }
-    }
-
-    /// Elements per sample.
-    pub fn len(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl std::fmt::Display for Shape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}, {}, {}]", self.c, self.h, self.w)
+impl TensorId {
+    pub fn index(self) -> usize {
+        self.0 as usize
     }
 }
 
@@ -79,18 +68,30 @@ impl ParamRole {
     }
 }
 
-/// A named weight a node reads at load time.
+/// Where a tensor comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The weight file (a `state_dict` entry).
+    File,
+    /// A load-time [`Transform`] of other tensors.
+    Derived,
+}
+
+/// A weight a node reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamSlot {
-    /// The full `state_dict` key, e.g. `layer1.0.conv1.weight`.
+pub struct Tensor {
+    /// For the file's tensors the full `state_dict` key (`layer1.0.conv1.weight`); for
+    /// derived ones a name for dumps and generated code (`layer1.0.conv1.weight+bn1`).
     pub key: String,
     pub role: ParamRole,
     pub shape: Vec<usize>,
+    pub origin: Origin,
 }
 
-impl ParamSlot {
+impl Tensor {
+    /// Elements (saturating: lowering only declares shapes whose count fits).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
     }
 }
 
@@ -104,7 +105,8 @@ pub struct Node {
     pub name: String,
     /// Where the user wrote it (none for the input).
     pub span: Option<Span>,
-    pub params: Vec<ParamSlot>,
+    /// The tensors it reads, one a role.
+    pub params: Vec<TensorId>,
 }
 
 /// A value the user may want to look at: the output of a top-level layer of the network.
@@ -122,25 +124,28 @@ pub struct Graph {
     pub output: NodeId,
     /// Outputs of the network's top-level layers, in order.
     pub marks: Vec<Mark>,
-    /// The tensors of the weight file (`state_dict` keys), fixed at lowering: passes change
-    /// what nodes read, never what the file must hold.
-    pub weights: Vec<ParamSlot>,
-    /// Load-time steps that derive the tensors nodes read from the file's tensors, in order.
+    /// Every tensor: the weight file's (declared at lowering; passes change what nodes read,
+    /// never what the file must hold), then the derived ones.
+    pub tensors: Vec<Tensor>,
+    /// Load-time steps that derive tensors from others, in order.
     pub transforms: Vec<Transform>,
 }
 
 impl Graph {
     pub fn new(name: impl Into<String>, input: Shape) -> Graph {
         let input = Node { op: Op::Input, inputs: vec![], shape: input, name: "input".into(), span: None, params: vec![] };
-        Graph { name: name.into(), nodes: vec![input], output: NodeId(0), marks: vec![], weights: vec![], transforms: vec![] }
+        Graph { name: name.into(), nodes: vec![input], output: NodeId(0), marks: vec![], tensors: vec![], transforms: vec![] }
     }
 
-    /// Appends a node and returns its id; parameter slots are derived from the op and name
-    /// and declared as tensors of the weight file (lowering's constructor).
+    /// Appends a node and returns its id; the tensors its op reads are declared as tensors
+    /// of the weight file, keyed `{name}.{role}` (lowering's constructor).
     pub fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Shape, name: String, span: Option<Span>) -> NodeId {
         let in_shape = inputs.first().map(|&i| self.node(i).shape);
-        let params = in_shape.map(|s| op.param_slots(&name, s)).unwrap_or_default();
-        self.weights.extend(params.iter().cloned());
+        let shapes = in_shape.map(|s| op.param_shapes(s)).unwrap_or_default();
+        let params = shapes
+            .into_iter()
+            .map(|(role, shape)| self.add_tensor(Tensor { key: format!("{name}.{}", role.suffix()), role, shape, origin: Origin::File }))
+            .collect();
         self.nodes.push(Node { op, inputs, shape, name, span, params });
         let id = NodeId(self.nodes.len() as u32 - 1);
         self.output = id;
@@ -163,14 +168,29 @@ impl Graph {
         (0..self.nodes.len() as u32).map(NodeId)
     }
 
-    /// Every tensor of the weight file, in declaration order.
-    pub fn params(&self) -> impl Iterator<Item = &ParamSlot> {
-        self.weights.iter()
+    /// Appends a tensor to the arena.
+    pub fn add_tensor(&mut self, tensor: Tensor) -> TensorId {
+        self.tensors.push(tensor);
+        TensorId(self.tensors.len() as u32 - 1)
     }
 
-    /// The tensors derived at load time by [`Graph::transforms`], with their shapes.
-    pub fn derived(&self) -> Vec<ParamSlot> {
-        self.transforms.iter().flat_map(|t| t.outputs(self)).collect()
+    pub fn tensor(&self, id: TensorId) -> &Tensor {
+        &self.tensors[id.index()]
+    }
+
+    /// Every tensor with its id.
+    pub fn tensor_ids(&self) -> impl Iterator<Item = (TensorId, &Tensor)> {
+        self.tensors.iter().enumerate().map(|(i, t)| (TensorId(i as u32), t))
+    }
+
+    /// Every tensor of the weight file, in declaration order.
+    pub fn params(&self) -> impl Iterator<Item = &Tensor> {
+        self.tensors.iter().filter(|t| t.origin == Origin::File)
+    }
+
+    /// The tensor of `role` node `id` reads, if it reads one.
+    pub fn param(&self, id: NodeId, role: ParamRole) -> Option<TensorId> {
+        self.node(id).params.iter().copied().find(|&t| self.tensor(t).role == role)
     }
 
     /// How many nodes read each node's value (the output counts as one reader).
@@ -190,14 +210,15 @@ impl Graph {
         self.nodes.len() - 1
     }
 
-    /// The number of trainable parameters, as `sum(p.numel() for p in model.parameters())`.
+    /// The number of trainable parameters, as `sum(p.numel() for p in model.parameters())`
+    /// (saturating).
     pub fn param_count(&self) -> usize {
-        self.params().filter(|p| p.role.is_trainable()).map(ParamSlot::numel).sum()
+        self.params().filter(|p| p.role.is_trainable()).map(Tensor::numel).fold(0, usize::saturating_add)
     }
 
-    /// Multiply-accumulates of one sample (convolutions and linear layers).
+    /// Multiply-accumulates of one sample (convolutions and linear layers; saturating).
     pub fn macs(&self) -> u64 {
-        self.ids().map(|id| self.node_macs(id)).sum()
+        self.ids().map(|id| self.node_macs(id)).fold(0, u64::saturating_add)
     }
 
     /// Multiply-accumulates of one node for one sample.
@@ -207,29 +228,5 @@ impl Graph {
             return 0;
         };
         n.op.macs(self.node(first).shape, n.shape)
-    }
-
-    /// Checks the IR invariants. A failure is a compiler bug, not a user error.
-    pub fn verify(&self) -> Result<(), String> {
-        if !matches!(self.nodes.first().map(|n| &n.op), Some(Op::Input)) {
-            return Err("node 0 is not the input".into());
-        }
-        for (i, n) in self.nodes.iter().enumerate() {
-            for inp in &n.inputs {
-                if inp.index() >= i {
-                    return Err(format!("node %{i} ({}) uses %{} which does not come before it", n.name, inp.0));
-                }
-            }
-            if n.op.arity() != n.inputs.len() {
-                return Err(format!("node %{i} ({}) has {} inputs, its op takes {}", n.name, n.inputs.len(), n.op.arity()));
-            }
-            if n.shape.is_empty() {
-                return Err(format!("node %{i} ({}) has an empty shape {}", n.name, n.shape));
-            }
-        }
-        if self.output.index() >= self.nodes.len() {
-            return Err("the output is not a node".into());
-        }
-        Ok(())
     }
 }

@@ -1,28 +1,7 @@
 //! The operations of the IR and their attributes.
 
-use super::{ParamRole, ParamSlot, Shape};
-
-/// Activation functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    Relu,
-    Relu6,
-    Silu,
-    Gelu,
-    Sigmoid,
-}
-
-impl Act {
-    pub fn name(self) -> &'static str {
-        match self {
-            Act::Relu => "relu",
-            Act::Relu6 => "relu6",
-            Act::Silu => "silu",
-            Act::Gelu => "gelu",
-            Act::Sigmoid => "sigmoid",
-        }
-    }
-}
+use super::{ParamRole, Shape};
+pub use resnetc_runtime::kernels::Activation;
 
 /// A 2-d convolution's attributes (square kernels) and its fused epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +16,7 @@ pub struct Conv {
     /// Epilogue: add the conv's second input (a residual) after the bias.
     pub residual: bool,
     /// Epilogue: apply an activation last.
-    pub act: Option<Act>,
+    pub act: Option<Activation>,
 }
 
 /// A pooling window (PyTorch semantics).
@@ -74,7 +53,7 @@ pub enum Op {
     BatchNorm {
         eps: f32,
     },
-    Act(Act),
+    Act(Activation),
     /// Elementwise sum of two values of one shape (the residual add).
     Add,
     MaxPool(Pool),
@@ -129,9 +108,40 @@ impl Op {
         }
     }
 
-    /// The weights this op reads, named under `name`, given its input shape.
-    pub fn param_slots(&self, name: &str, input: Shape) -> Vec<ParamSlot> {
-        let slot = |role: ParamRole, shape: Vec<usize>| ParamSlot { key: format!("{name}.{}", role.suffix()), role, shape };
+    /// The shape rule: the output shape for an `input` shape (the first operand's), or
+    /// `None` where the op cannot apply to it (a window that does not fit, groups that do
+    /// not divide the channels, a size that overflows). The input and shortcut nodes have no
+    /// rule (their shapes are given).
+    pub fn output_shape(&self, input: Shape) -> Option<Shape> {
+        let shape = match *self {
+            Op::Input | Op::Shortcut(_) => return None,
+            Op::Conv2d(c) => {
+                if c.groups == 0 || input.c % c.groups != 0 || c.out_channels % c.groups != 0 || c.out_channels == 0 {
+                    return None;
+                }
+                let out = |size| super::window_out(size, c.kernel, c.stride, c.padding, c.dilation, false);
+                Shape::new(c.out_channels, out(input.h)?, out(input.w)?)
+            }
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                let out = |size| super::window_out(size, p.kernel, p.stride, p.padding, 1, p.ceil_mode);
+                Shape::new(input.c, out(input.h)?, out(input.w)?)
+            }
+            Op::BatchNorm { .. } | Op::Act(_) | Op::Add | Op::Softmax => input,
+            Op::GlobalAvgPool => Shape::new(input.c, 1, 1),
+            Op::Flatten => Shape::new(input.checked_len()?, 1, 1),
+            Op::Linear { out_features, .. } => Shape::new(out_features, 1, 1),
+            Op::PadChannels { before, after, stride } => {
+                let c = input.c.checked_add(before)?.checked_add(after)?;
+                let sub = |size: usize| size.checked_sub(1).and_then(|s| s.checked_div(stride)).map(|s| s + 1);
+                Shape::new(c, sub(input.h)?, sub(input.w)?)
+            }
+        };
+        shape.checked_len().filter(|&l| l > 0).map(|_| shape)
+    }
+
+    /// The weights this op reads (role and shape), given its input shape.
+    pub fn param_shapes(&self, input: Shape) -> Vec<(ParamRole, Vec<usize>)> {
+        let slot = |role: ParamRole, shape: Vec<usize>| (role, shape);
         match *self {
             Op::Conv2d(c) => {
                 let mut v = vec![slot(ParamRole::Weight, vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel])];
@@ -155,11 +165,13 @@ impl Op {
         }
     }
 
-    /// Multiply-accumulates for one sample.
+    /// Multiply-accumulates for one sample (saturating: a count past `u64::MAX` shows as
+    /// `u64::MAX`, never as a wrapped small number).
     pub fn macs(&self, input: Shape, output: Shape) -> u64 {
+        let product = |factors: &[usize]| factors.iter().fold(1u64, |acc, &f| acc.saturating_mul(f as u64));
         match *self {
-            Op::Conv2d(c) => (output.len() * (input.c / c.groups) * c.kernel * c.kernel) as u64,
-            Op::Linear { out_features, .. } => (input.len() * out_features) as u64,
+            Op::Conv2d(c) => product(&[output.c, output.h, output.w, input.c / c.groups, c.kernel, c.kernel]),
+            Op::Linear { out_features, .. } => product(&[input.c, input.h, input.w, out_features]),
             _ => 0,
         }
     }

@@ -19,10 +19,8 @@ use crate::ast::{Arg, Def, ExprKind, Layer, Shortcut, ShortcutKind};
 use crate::diag::{did_you_mean, Diagnostic, Span};
 use crate::ir::{NodeId, Op, Shape, ShortcutKind as IrShortcut};
 
-/// The smallest stride with which a 1x1 window maps `from` onto `to` spatially.
-pub(crate) fn matching_stride(from: Shape, to: Shape) -> Option<usize> {
-    (1..=from.h.max(from.w)).find(|s| (from.h - 1) / s + 1 == to.h && (from.w - 1) / s + 1 == to.w)
-}
+/// The most blocks a `stage` may repeat (real networks use at most a few dozen).
+pub const MAX_STAGE_BLOCKS: usize = 1024;
 
 impl<'p> Lowerer<'p> {
     /// `NAME: stage(block, args..., blocks = N, stride = s, ...)`: N instances of the block,
@@ -51,7 +49,14 @@ impl<'p> Lowerer<'p> {
             return None;
         };
         let count = match eval(&count_arg.value, env) {
-            Ok(Value::Int(n)) if n >= 1 => n as usize,
+            Ok(Value::Int(n)) if n >= 1 && n as u64 <= MAX_STAGE_BLOCKS as u64 => n as usize,
+            Ok(Value::Int(n)) if n >= 1 => {
+                self.diags.push(
+                    Diagnostic::error(count_arg.value.span, format!("`blocks` = {n} is more than a stage may repeat ({MAX_STAGE_BLOCKS})"))
+                        .label("too many blocks"),
+                );
+                return None;
+            }
             Ok(v) => {
                 self.diags.push(Diagnostic::error(count_arg.value.span, format!("`blocks` must be an integer of at least 1, found {v}")));
                 return None;
@@ -225,7 +230,13 @@ impl<'p> Lowerer<'p> {
                     "projection" => IrShortcut::Projection { bn, always },
                     _ => IrShortcut::AvgDown { bn, always },
                 };
-                // The `shortcut` pass makes it explicit ops, or reports why it cannot.
+                // The `shortcut` pass makes it explicit ops; whether it can is decided here, so
+                // that a mismatch is reported at the user's shortcut.
+                let from = self.graph.node(src).shape;
+                if kind.expansion(from, to_shape).is_none() {
+                    self.mismatch(sc.span, k, from, to_shape);
+                    return None;
+                }
                 self.graph.push(Op::Shortcut(kind), vec![src], to_shape, path.clone(), Some(sc.span))
             }
         };
@@ -247,7 +258,7 @@ impl<'p> Lowerer<'p> {
 }
 
 /// The error of a shortcut whose shapes cannot be made to match.
-pub(crate) fn mismatch(span: Span, kind: &str, from: Shape, to: Shape) -> Diagnostic {
+fn mismatch(span: Span, kind: &str, from: Shape, to: Shape) -> Diagnostic {
     let help = match kind {
         "identity" => "use `projection` (a 1x1 conv + bn where shapes differ) or `pad` (option A)",
         "pad" => "`pad` can only add channels and subsample; use `projection` to change shapes otherwise",
@@ -256,17 +267,4 @@ pub(crate) fn mismatch(span: Span, kind: &str, from: Shape, to: Shape) -> Diagno
     Diagnostic::error(span, format!("the {kind} shortcut cannot match shapes: the shortcut gives {from} but the main path gives {to}"))
         .label("shapes cannot be added")
         .help(help)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strides_are_inferred_from_shapes() {
-        assert_eq!(matching_stride(Shape::new(64, 56, 56), Shape::new(128, 28, 28)), Some(2));
-        assert_eq!(matching_stride(Shape::new(64, 7, 7), Shape::new(128, 4, 4)), Some(2));
-        assert_eq!(matching_stride(Shape::new(64, 8, 8), Shape::new(64, 8, 8)), Some(1));
-        assert_eq!(matching_stride(Shape::new(64, 8, 8), Shape::new(64, 9, 9)), None);
-    }
 }

@@ -22,12 +22,27 @@ impl Value {
         }
     }
 
-    /// Parses a value given on the command line (`--set classes=37`).
-    pub fn parse(text: &str) -> Option<Value> {
-        match text.trim() {
-            "true" => Some(Value::Bool(true)),
-            "false" => Some(Value::Bool(false)),
-            t => t.parse().map(Value::Int).ok().or_else(|| t.parse().map(Value::Float).ok()),
+    /// Parses a network parameter's value set from outside the spec (`classes=37`):
+    /// `true`, `false`, an integer that fits in 64 bits, or a finite number; otherwise says
+    /// why not (completing "the value `X` set for ... ").
+    pub fn parse_setting(text: &str) -> Result<Value, String> {
+        let t = text.trim();
+        match t {
+            "true" => return Ok(Value::Bool(true)),
+            "false" => return Ok(Value::Bool(false)),
+            _ => {}
+        }
+        if let Ok(i) = t.parse::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+        if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("does not fit in a 64-bit integer (at most {})", i64::MAX));
+        }
+        match t.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+            Ok(_) => Err("is not a finite number".into()),
+            Err(_) => Err("is not a number or a boolean (true, false)".into()),
         }
     }
 }

@@ -6,19 +6,28 @@
 //! thrown: a layer that fails to lower is skipped so that later errors are still found.
 
 pub(crate) mod blocks;
+mod builtins;
 mod eval;
-pub(crate) mod layers;
+mod layers;
 
 use std::collections::HashMap;
 
 pub use eval::Value;
 
 use crate::ast::{Def, Item, Layer, Stmt};
-use crate::diag::{did_you_mean, Diagnostic, Span};
+use crate::diag::{did_you_mean, Diagnostic, Span, Suggestion};
 use crate::frontend::Program;
 use crate::ir::{Graph, Mark, NodeId, Shape};
 use crate::Options;
 use eval::{eval, Env};
+
+/// The largest integer attribute (channels, kernel, stride, padding, input size...) a spec
+/// may give: far above what real networks use, small enough that products of a few of them
+/// cannot overflow unnoticed.
+pub const MAX_DIM: usize = 1 << 24;
+
+/// The most elements a value (per sample) or a weight tensor may have: 2^30 floats, 4 GiB.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
 
 /// Lowers the root file's network. Returns a graph only when there were no errors.
 pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnostic>) {
@@ -62,7 +71,9 @@ pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnosti
     l.network(network, opts);
     let Lowerer { graph, diags, .. } = l;
     if diags.is_empty() {
-        debug_assert_eq!(graph.verify(), Ok(()));
+        if let Err(e) = graph.verify() {
+            panic!("invariant: lowering produced an invalid graph: {e}");
+        }
         (Some(graph), diags)
     } else {
         (None, diags)
@@ -104,22 +115,27 @@ impl<'p> Lowerer<'p> {
                 } else {
                     format!("its parameters are {}", names.join(", "))
                 };
-                self.diags
-                    .push(Diagnostic::global(format!("--set {name}: network `{}` has no parameter `{name}`", def.name.text)).help(help));
+                let d = Diagnostic::global(format!("network `{}` has no parameter `{name}`, which was given a value", def.name.text));
+                let d = match did_you_mean(name, def.params.iter().map(|p| p.name.text.as_str())) {
+                    Some(s) => d.help(format!("did you mean `{s}`? {help}")),
+                    None => d.help(help),
+                };
+                self.diags.push(d);
             }
-            if Value::parse(text).is_none() {
-                self.diags.push(Diagnostic::global(format!("--set {name}={text}: `{text}` is not a number or a boolean")));
+            if let Err(why) = Value::parse_setting(text) {
+                self.diags.push(Diagnostic::global(format!("the value `{text}` set for network parameter `{name}` {why}")));
             }
         }
         for p in &def.params {
-            let set = opts.sets.iter().rev().find(|(n, _)| *n == p.name.text).and_then(|(_, v)| Value::parse(v));
+            let set = opts.sets.iter().rev().find(|(n, _)| *n == p.name.text).and_then(|(_, v)| Value::parse_setting(v).ok());
             let value = match (set, &p.default) {
                 (Some(v), _) => Some(v),
                 (None, Some(e)) => self.ok(eval(e, &env)),
                 (None, None) => {
                     self.diags.push(
                         Diagnostic::error(p.name.span, format!("network parameter `{}` has no default and was not set", p.name.text))
-                            .help(format!("give it a default or set it with `--set {}=VALUE`", p.name.text)),
+                            .help("give it a default in the spec, or set its value")
+                            .suggest(Suggestion::SetParameter { name: p.name.text.clone() }),
                     );
                     None
                 }
@@ -144,16 +160,20 @@ impl<'p> Lowerer<'p> {
             self.diags.push(Diagnostic::error(*span, "the input shape is given twice").label("second `input`"));
         }
         if let Some([c, h, w]) = opts.input_shape {
-            if c == 0 || h == 0 || w == 0 {
-                self.diags.push(Diagnostic::global(format!("--input-shape {c},{h},{w}: every dimension must be at least 1")));
+            let shape = Shape::new(c, h, w);
+            if c == 0 || h == 0 || w == 0 || c.max(h).max(w) > MAX_DIM || shape.checked_len().is_none_or(|l| l > MAX_TENSOR_ELEMENTS) {
+                self.diags.push(Diagnostic::global(format!(
+                    "the input shape {shape} that was set is out of range: every dimension must be 1 to {MAX_DIM}, and C*H*W at most {MAX_TENSOR_ELEMENTS}"
+                )));
                 return None;
             }
-            return Some(Shape::new(c, h, w));
+            return Some(shape);
         }
         let Some((dims, span)) = stmts.first() else {
             self.diags.push(
                 Diagnostic::error(def.name.span, format!("network `{}` has no input shape", def.name.text))
-                    .help("add a line `input [C, H, W]`, e.g. `input [3, 224, 224]`, or pass --input-shape"),
+                    .help("add a line `input [C, H, W]`, e.g. `input [3, 224, 224]`, or set the input shape")
+                    .suggest(Suggestion::InputShape),
             );
             return None;
         };
@@ -164,7 +184,11 @@ impl<'p> Lowerer<'p> {
         let mut v = [0usize; 3];
         for (i, e) in dims.iter().enumerate() {
             match eval(e, env) {
-                Ok(Value::Int(n)) if n >= 1 => v[i] = n as usize,
+                Ok(Value::Int(n)) if n >= 1 && n as u64 <= MAX_DIM as u64 => v[i] = n as usize,
+                Ok(Value::Int(n)) if n >= 1 => {
+                    self.diags.push(Diagnostic::error(e.span, format!("an input dimension must be at most {MAX_DIM}, found {n}")));
+                    return None;
+                }
                 Ok(other) => {
                     self.diags.push(Diagnostic::error(e.span, format!("an input dimension must be a positive integer, found {other}")));
                     return None;
@@ -175,7 +199,16 @@ impl<'p> Lowerer<'p> {
                 }
             }
         }
-        Some(Shape::new(v[0], v[1], v[2]))
+        let shape = Shape::new(v[0], v[1], v[2]);
+        if shape.checked_len().is_none_or(|l| l > MAX_TENSOR_ELEMENTS) {
+            self.diags.push(
+                Diagnostic::error(*span, format!("the input {shape} has more than {MAX_TENSOR_ELEMENTS} elements a sample"))
+                    .label("too large")
+                    .suggest(Suggestion::InputShape),
+            );
+            return None;
+        }
+        Some(shape)
     }
 
     /// Lowers a body; returns the value at its end. In a block, `shortcut` statements add
@@ -263,12 +296,12 @@ impl<'p> Lowerer<'p> {
     /// Points the user at the closest known op or block.
     fn unknown_op(&mut self, layer: &Layer) {
         let op = &layer.op.text;
-        let mut candidates: Vec<&str> = layers::BUILTINS.to_vec();
+        let mut candidates: Vec<&str> = builtins::names().collect();
         candidates.extend(self.blocks.keys().copied());
         let d = Diagnostic::error(layer.op.span, format!("unknown op or block `{op}`")).label("not a built-in op or a defined block");
         let d = match did_you_mean(op, candidates.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
-            None => d.help(format!("built-in ops: {}", layers::BUILTINS.join(", "))),
+            None => d.help(format!("built-in ops: {}", builtins::names().collect::<Vec<_>>().join(", "))),
         };
         self.diags.push(d);
     }

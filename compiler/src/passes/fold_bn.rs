@@ -5,7 +5,8 @@
 //! the weight file does not change.
 
 use super::PassReport;
-use crate::ir::{Graph, NodeId, Op, ParamRole, ParamSlot, Transform};
+use crate::ir::transform::FoldSide;
+use crate::ir::{Graph, NodeId, Op, Origin, ParamRole, Tensor, Transform};
 
 pub fn run(graph: &mut Graph) -> PassReport {
     let users = graph.users();
@@ -15,8 +16,8 @@ pub fn run(graph: &mut Graph) -> PassReport {
     let mut folded = 0;
     for id in graph.ids() {
         let Op::BatchNorm { eps } = graph.node(id).op else { continue };
-        let Some((conv, input_groups)) = target(graph, id, &users) else { continue };
-        fold(graph, id, conv, input_groups, eps);
+        let Some((conv, side)) = target(graph, id, &users) else { continue };
+        fold(graph, id, conv, side, eps);
         keep[id.index()] = false;
         forward[id.index()] = graph.node(id).inputs[0];
         folded += 1;
@@ -25,14 +26,14 @@ pub fn run(graph: &mut Graph) -> PassReport {
     PassReport { pass: "fold_bn", changed: folded, summary: format!("folded {folded} batch norms into convolutions") }
 }
 
-/// The convolution batch norm `bn` folds into, and the side: `(conv, 0)` for the conv before
-/// it (whose only reader it is, with no epilogue yet), `(conv, groups)` for an unpadded conv
-/// after it that is its only reader and reads it as its main input.
-fn target(graph: &Graph, bn: NodeId, users: &[usize]) -> Option<(NodeId, usize)> {
+/// The convolution batch norm `bn` folds into, and the side: after the conv before it
+/// (whose only reader it is, with no epilogue yet), or before an unpadded conv after it that
+/// is its only reader and reads it as its main input.
+fn target(graph: &Graph, bn: NodeId, users: &[usize]) -> Option<(NodeId, FoldSide)> {
     let src = graph.node(bn).inputs[0];
     if let Op::Conv2d(c) = graph.node(src).op {
         if users[src.index()] == 1 && !c.residual && c.act.is_none() {
-            return Some((src, 0));
+            return Some((src, FoldSide::After));
         }
     }
     if users[bn.index()] != 1 || graph.output == bn {
@@ -41,39 +42,32 @@ fn target(graph: &Graph, bn: NodeId, users: &[usize]) -> Option<(NodeId, usize)>
     let next = graph.ids().find(|&i| graph.node(i).inputs.contains(&bn))?;
     let Op::Conv2d(c) = graph.node(next).op else { return None };
     let inputs = &graph.node(next).inputs;
-    (c.padding == 0 && inputs[0] == bn && inputs.iter().filter(|&&i| i == bn).count() == 1).then_some((next, c.groups))
+    (c.padding == 0 && inputs[0] == bn && inputs.iter().filter(|&&i| i == bn).count() == 1)
+        .then_some((next, FoldSide::Before { groups: c.groups }))
 }
 
-/// Adds the load-time fold of `bn` into `conv` (after it when `input_groups` is 0, else
-/// before it) and makes the conv read the derived weight and bias.
-fn fold(graph: &mut Graph, bn: NodeId, conv: NodeId, input_groups: usize, eps: f32) {
-    let key = |node: NodeId, role: ParamRole| graph.node(node).params.iter().find(|p| p.role == role).map(|p| p.key.clone());
-    let bn_keys = [ParamRole::Weight, ParamRole::Bias, ParamRole::RunningMean, ParamRole::RunningVar]
-        .map(|r| key(bn, r).expect("invariant: batch norm has four slots"));
-    let weight = key(conv, ParamRole::Weight).expect("invariant: a conv has a weight");
-    let bias = key(conv, ParamRole::Bias);
+/// Adds the load-time fold of `bn` into `conv` on `side` and makes the conv read the
+/// derived weight and bias.
+fn fold(graph: &mut Graph, bn: NodeId, conv: NodeId, side: FoldSide, eps: f32) {
+    let bn_tensors = [ParamRole::Weight, ParamRole::Bias, ParamRole::RunningMean, ParamRole::RunningVar]
+        .map(|r| graph.param(bn, r).expect("invariant: batch norm has four tensors"));
+    let weight = graph.param(conv, ParamRole::Weight).expect("invariant: a conv has a weight");
+    let bias = graph.param(conv, ParamRole::Bias);
     let (bn_name, conv_name) = (graph.node(bn).name.clone(), graph.node(conv).name.clone());
-    let (out_weight, out_bias) = match input_groups {
-        0 => (format!("{weight}+{bn_name}"), format!("{conv_name}.bias+{bn_name}")),
-        _ => (format!("{bn_name}+{weight}"), format!("{bn_name}+{conv_name}.bias")),
+    let weight_key = graph.tensor(weight).key.clone();
+    let (w_key, b_key) = match side {
+        FoldSide::After => (format!("{weight_key}+{bn_name}"), format!("{conv_name}.bias+{bn_name}")),
+        FoldSide::Before { .. } => (format!("{bn_name}+{weight_key}"), format!("{bn_name}+{conv_name}.bias")),
     };
-    let shape = graph.node(conv).params[0].shape.clone();
-    graph.transforms.push(Transform::FoldBn {
-        weight,
-        bias,
-        bn: bn_keys,
-        eps,
-        input_groups,
-        out_weight: out_weight.clone(),
-        out_bias: out_bias.clone(),
-    });
+    let shape = graph.tensor(weight).shape.clone();
+    let out_channels = shape[0];
+    let out_weight = graph.add_tensor(Tensor { key: w_key, role: ParamRole::Weight, shape, origin: Origin::Derived });
+    let out_bias = graph.add_tensor(Tensor { key: b_key, role: ParamRole::Bias, shape: vec![out_channels], origin: Origin::Derived });
+    graph.transforms.push(Transform::FoldBn { weight, bias, bn: bn_tensors, eps, side, out_weight, out_bias });
     let node = &mut graph.nodes[conv.index()];
     let Op::Conv2d(c) = node.op else { unreachable!("invariant: the target is a conv") };
     node.op = Op::Conv2d(crate::ir::Conv { bias: true, ..c });
-    node.params = vec![
-        ParamSlot { key: out_weight, role: ParamRole::Weight, shape: shape.clone() },
-        ParamSlot { key: out_bias, role: ParamRole::Bias, shape: vec![shape[0]] },
-    ];
+    node.params = vec![out_weight, out_bias];
 }
 
 #[cfg(test)]
@@ -117,7 +111,7 @@ mod tests {
         let bns: Vec<&str> =
             after.nodes.iter().filter(|n| matches!(n.op, crate::ir::Op::BatchNorm { .. })).map(|n| n.name.as_str()).collect();
         assert_eq!(bns, ["bn3"]);
-        assert!(after.transforms.iter().any(|t| t.describe().contains("(before the conv)")));
+        assert!(after.transforms.iter().any(|t| t.describe(&after).contains("(before the conv)")));
         assert_equivalent(&before, &after);
     }
 

@@ -1,18 +1,18 @@
 //! The optimisation pipeline: each pass is a file with a `run(&mut Graph) -> PassReport`,
-//! listed in order in [`PIPELINE`]. The driver verifies the graph after every pass.
+//! listed in order in [`PIPELINE`]. The driver verifies the graph after every pass; a pass
+//! never fails on a user's spec (lowering has reported everything a user can get wrong),
+//! so a verifier error here is a compiler bug and panics.
 //!
 //! `shortcut` is required (it makes every shortcut explicit ops) and runs at every level;
-//! `-O0` runs nothing else; `-O2` runs all; `--passes a,b` runs those named, in order.
-//! `memory_plan` is an analysis: it reports the arena the generated code will use and does
-//! not change the graph.
+//! `-O0` runs nothing else; `-O2` runs all; `--passes a,b` runs those named, in order. The
+//! name `memory_plan` selects sharing in the memory plan, an analysis the driver in
+//! `lib.rs` computes after the passes (`analysis::memory_plan`).
 
 pub mod dce;
 pub mod fold_bn;
 pub mod fuse;
-pub mod memory_plan;
 pub mod shortcut;
 
-use crate::diag::Diagnostic;
 use crate::ir::Graph;
 
 /// What a pass did, in a line.
@@ -26,22 +26,24 @@ pub struct PassReport {
 /// A pass.
 pub type Pass = fn(&mut Graph) -> PassReport;
 
-/// Every pass, in the order they run.
-pub const PIPELINE: &[(&str, Pass)] =
-    &[("fold_bn", fold_bn::run), ("fuse", fuse::run), ("dce", dce::run), ("memory_plan", memory_plan::run)];
+/// Every optional pass, in the order they run (after `shortcut`).
+pub const PIPELINE: &[(&str, Pass)] = &[("fold_bn", fold_bn::run), ("fuse", fuse::run), ("dce", dce::run)];
 
-/// The names of the passes, for help texts and errors: `shortcut`, then [`PIPELINE`].
+/// The name that turns on sharing in the memory plan (an analysis, not a pass).
+pub const MEMORY_PLAN: &str = "memory_plan";
+
+/// The names `--passes` and `--after` accept: `shortcut`, the [`PIPELINE`], `memory_plan`.
 pub fn names() -> Vec<&'static str> {
-    std::iter::once("shortcut").chain(PIPELINE.iter().map(|(n, _)| *n)).collect()
+    std::iter::once("shortcut").chain(PIPELINE.iter().map(|(n, _)| *n)).chain([MEMORY_PLAN]).collect()
 }
 
-/// Why the pipeline stopped.
-#[derive(Debug)]
-pub enum PipelineError {
-    /// A bad pass name (`--passes`, `--after`).
-    Usage(String),
-    /// The spec cannot be compiled (a shortcut that cannot match shapes).
-    Spec(Vec<Diagnostic>),
+/// A pass name that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown pass `{name}`{}; the passes are {}", if *.after { " for --after" } else { "" }, names().join(", "))]
+pub struct UnknownPass {
+    pub name: String,
+    /// Named as the pass to stop after (where `lower` is also accepted).
+    pub after: bool,
 }
 
 /// Which passes run.
@@ -55,40 +57,53 @@ pub enum Selection {
     Only(Vec<String>),
 }
 
-/// Runs the selected passes, stopping after `stop_after` if given; verifies after each.
-pub fn run(graph: &mut Graph, selection: &Selection, stop_after: Option<&str>) -> Result<Vec<PassReport>, PipelineError> {
-    if let Selection::Only(list) = selection {
-        for name in list {
-            if !names().contains(&name.as_str()) {
-                return Err(PipelineError::Usage(format!("unknown pass `{name}`; the passes are {}", names().join(", "))));
-            }
-        }
-    }
-    if let Some(stop) = stop_after {
-        if stop != "lower" && !names().contains(&stop) {
-            return Err(PipelineError::Usage(format!("unknown pass `{stop}` for --after; choose lower or one of {}", names().join(", "))));
-        }
-    }
-    let mut reports = Vec::new();
-    if stop_after == Some("lower") {
-        return Ok(reports);
-    }
-    reports.push(shortcut::run(graph).map_err(PipelineError::Spec)?);
-    if let Err(e) = graph.verify() {
-        panic!("invariant: pass shortcut produced an invalid graph: {e}");
-    }
-    if stop_after == Some("shortcut") {
-        return Ok(reports);
-    }
-    for (name, pass) in PIPELINE {
-        let selected = match selection {
+impl Selection {
+    /// Whether pass (or analysis option) `name` is selected.
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
             Selection::None => false,
             Selection::All => true,
             Selection::Only(list) => list.iter().any(|n| n == name),
-        };
-        if selected {
+        }
+    }
+
+    /// Whether the memory plan shares regions.
+    pub fn plans_memory(&self) -> bool {
+        self.includes(MEMORY_PLAN)
+    }
+}
+
+/// Checks pass names before anything runs.
+pub fn check_names(selection: &Selection, stop_after: Option<&str>) -> Result<(), UnknownPass> {
+    if let Selection::Only(list) = selection {
+        if let Some(bad) = list.iter().find(|n| !names().contains(&n.as_str())) {
+            return Err(UnknownPass { name: bad.clone(), after: false });
+        }
+    }
+    match stop_after {
+        Some(stop) if stop != "lower" && !names().contains(&stop) => Err(UnknownPass { name: stop.to_string(), after: true }),
+        _ => Ok(()),
+    }
+}
+
+/// Runs the selected passes, stopping after `stop_after` if given; verifies after each.
+/// The names must have passed [`check_names`].
+pub fn run(graph: &mut Graph, selection: &Selection, stop_after: Option<&str>) -> Vec<PassReport> {
+    let mut reports = Vec::new();
+    if stop_after == Some("lower") {
+        return reports;
+    }
+    reports.push(shortcut::run(graph));
+    if let Err(e) = graph.verify_expanded() {
+        panic!("invariant: pass shortcut produced an invalid graph: {e}");
+    }
+    if stop_after == Some("shortcut") {
+        return reports;
+    }
+    for (name, pass) in PIPELINE {
+        if selection.includes(name) {
             reports.push(pass(graph));
-            if let Err(e) = graph.verify() {
+            if let Err(e) = graph.verify_expanded() {
                 panic!("invariant: pass {name} produced an invalid graph: {e}");
             }
         }
@@ -96,7 +111,7 @@ pub fn run(graph: &mut Graph, selection: &Selection, stop_after: Option<&str>) -
             break;
         }
     }
-    Ok(reports)
+    reports
 }
 
 #[cfg(test)]
@@ -106,7 +121,9 @@ pub(crate) mod tests {
 
     /// Lowers a spec with only the required pass (shortcut).
     pub fn lower(spec: &str) -> Graph {
-        compile(&Source::inline("test.resnet", spec), &Options { opt_level: 0, ..Options::default() }).unwrap_or_else(|e| panic!("{e}"))
+        compile(&Source::inline("test.resnet", spec), &Options { opt_level: 0, ..Options::default() })
+            .unwrap_or_else(|e| panic!("{e}"))
+            .graph
     }
 
     /// A residual network small enough for interpreter checks.
@@ -142,8 +159,6 @@ block b(c, stride = 1) {
         let x = ndarray::Array4::from_shape_fn((2, s.c, s.h, s.w), |(n, c, h, w)| ((n * 7 + c * 5 + h * 3 + w) % 11) as f32 / 5.0 - 1.0);
         let a = crate::interp::forward(before, &w, x.view()).unwrap();
         let b = crate::interp::forward(after, &w, x.view()).unwrap();
-        let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let err = a.iter().zip(b.iter()).fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-        assert!(err <= 1e-4 * scale, "outputs differ by {err}");
+        crate::parity::assert_close("after the pass", b.view().into_dyn(), a.view().into_dyn(), 1e-4);
     }
 }

@@ -1,4 +1,4 @@
-//! `shortcut`: every shortcut node becomes explicit ops, or an error with the block's span.
+//! `shortcut`: every shortcut node becomes explicit ops (lowering has checked that each can).
 //!
 //! - identity: the input itself; the shapes must match;
 //! - projection: identity where shapes match (unless `always`), else a 1x1 conv with the
@@ -12,19 +12,15 @@
 //! graph, so the weight file's declarations follow node order (torchvision's order).
 
 use super::PassReport;
-use crate::diag::{Diagnostic, Span};
-use crate::ir::{Conv, Graph, NodeId, Op, Pool, Shape, ShortcutKind};
-use crate::lower::blocks::{matching_stride, mismatch};
-use crate::lower::layers::window_out;
+use crate::ir::{Conv, Expansion, Graph, NodeId, Op, Shape};
 
-pub fn run(graph: &mut Graph) -> Result<PassReport, Vec<Diagnostic>> {
+pub fn run(graph: &mut Graph) -> PassReport {
     if !graph.nodes.iter().any(|n| matches!(n.op, Op::Shortcut(_))) {
-        return Ok(PassReport { pass: "shortcut", changed: 0, summary: "no shortcuts to expand".into() });
+        return PassReport { pass: "shortcut", changed: 0, summary: "no shortcuts to expand".into() };
     }
     assert!(graph.transforms.is_empty(), "invariant: the shortcut pass runs before any weight transform");
     let mut out = Graph::new(graph.name.clone(), graph.input_shape());
     let mut map: Vec<NodeId> = vec![NodeId(0); graph.nodes.len()];
-    let mut diags = Vec::new();
     let (mut expanded, mut projections) = (0, 0);
     for id in graph.ids().skip(1) {
         let node = graph.node(id);
@@ -32,88 +28,57 @@ pub fn run(graph: &mut Graph) -> Result<PassReport, Vec<Diagnostic>> {
         map[id.index()] = match node.op {
             Op::Shortcut(kind) => {
                 expanded += 1;
-                match expand(&mut out, kind, inputs[0], node.shape, &node.name, node.span.unwrap_or_default()) {
-                    Ok((y, projected)) => {
-                        projections += usize::from(projected);
-                        y
-                    }
-                    Err(d) => {
-                        diags.push(d);
-                        inputs[0]
-                    }
-                }
+                let from = out.node(inputs[0]).shape;
+                // Lowering accepted only shortcuts that can match their block's shapes.
+                let expansion = kind.expansion(from, node.shape).expect("invariant: lowering checked the shortcut's shapes");
+                projections += usize::from(!matches!(expansion, Expansion::Identity | Expansion::PadChannels { .. }));
+                expand(&mut out, expansion, inputs[0], node.shape, &node.name, node.span)
             }
             ref op => out.push(op.clone(), inputs, node.shape, node.name.clone(), node.span),
         };
     }
-    if !diags.is_empty() {
-        return Err(diags);
-    }
     out.output = map[graph.output.index()];
     out.marks = graph.marks.iter().map(|m| crate::ir::Mark { name: m.name.clone(), node: map[m.node.index()] }).collect();
     *graph = out;
-    Ok(PassReport {
-        pass: "shortcut",
-        changed: expanded,
-        summary: format!("expanded {expanded} shortcuts ({projections} with a projection)"),
-    })
+    PassReport { pass: "shortcut", changed: expanded, summary: format!("expanded {expanded} shortcuts ({projections} with a projection)") }
 }
 
-/// The ops of one shortcut from `x` to shape `to`; returns the last and whether it projects.
-fn expand(g: &mut Graph, kind: ShortcutKind, x: NodeId, to: Shape, path: &str, span: Span) -> Result<(NodeId, bool), Diagnostic> {
-    let from = g.node(x).shape;
-    let name = match kind {
-        ShortcutKind::Identity => "identity",
-        ShortcutKind::Pad => "pad",
-        ShortcutKind::Projection { .. } => "projection",
-        ShortcutKind::AvgDown { .. } => "avgdown",
-    };
-    let always = matches!(kind, ShortcutKind::Projection { always: true, .. } | ShortcutKind::AvgDown { always: true, .. });
-    if from == to && !always {
-        return Ok((x, false));
-    }
-    let fail = || mismatch(span, name, from, to);
-    if kind == ShortcutKind::Identity {
-        return Err(fail());
-    }
-    let stride = matching_stride(from, to).ok_or_else(fail)?;
-    let sub = |i: usize| format!("{path}.{i}");
-    match kind {
-        ShortcutKind::Pad => {
-            if to.c < from.c {
-                return Err(fail());
-            }
-            let diff = to.c - from.c;
-            let op = Op::PadChannels { before: diff / 2, after: diff - diff / 2, stride };
-            Ok((g.push(op, vec![x], to, path.to_string(), Some(span)), false))
+/// The ops of one shortcut from `x` to shape `to`; returns the last.
+fn expand(g: &mut Graph, expansion: Expansion, x: NodeId, to: Shape, path: &str, span: Option<crate::diag::Span>) -> NodeId {
+    match expansion {
+        Expansion::Identity => x,
+        Expansion::PadChannels { before, after, stride } => {
+            g.push(Op::PadChannels { before, after, stride }, vec![x], to, path.to_string(), span)
         }
-        ShortcutKind::Projection { bn, .. } => Ok((project(g, x, to, stride, 0, path, span, bn), true)),
-        ShortcutKind::AvgDown { bn, .. } => {
-            let mut x = x;
-            if stride > 1 {
-                let pool = Pool { kernel: stride, stride, padding: 0, ceil_mode: true, count_include_pad: false };
-                let (h, w) = (window_out(from.h, stride, stride, 0, 1, true), window_out(from.w, stride, stride, 0, 1, true));
-                let (Some(h), Some(w)) = (h, w) else { return Err(fail()) };
-                x = g.push(Op::AvgPool(pool), vec![x], Shape::new(from.c, h, w), sub(0), Some(span));
-            }
-            if g.node(x).shape.h != to.h || g.node(x).shape.w != to.w {
-                return Err(fail());
-            }
-            Ok((project(g, x, to, 1, 1, path, span, bn), true))
+        Expansion::Projection { stride, bn } => project(g, x, to, stride, 0, path, span, bn),
+        Expansion::AvgDown { pool, bn } => {
+            let x = match pool {
+                Some((pool, shape)) => g.push(Op::AvgPool(pool), vec![x], shape, format!("{path}.0"), span),
+                None => x,
+            };
+            project(g, x, to, 1, 1, path, span, bn)
         }
-        ShortcutKind::Identity => unreachable!("handled above"),
     }
 }
 
 /// A 1x1 conv (+ bn) named `path.index` (and `path.index+1`).
 #[allow(clippy::too_many_arguments)]
-fn project(g: &mut Graph, x: NodeId, to: Shape, stride: usize, index: usize, path: &str, span: Span, bn: bool) -> NodeId {
+fn project(
+    g: &mut Graph,
+    x: NodeId,
+    to: Shape,
+    stride: usize,
+    index: usize,
+    path: &str,
+    span: Option<crate::diag::Span>,
+    bn: bool,
+) -> NodeId {
     let conv = Conv { out_channels: to.c, kernel: 1, stride, padding: 0, dilation: 1, groups: 1, bias: false, residual: false, act: None };
-    let y = g.push(Op::Conv2d(conv), vec![x], to, format!("{path}.{index}"), Some(span));
+    let y = g.push(Op::Conv2d(conv), vec![x], to, format!("{path}.{index}"), span);
     if !bn {
         return y;
     }
-    g.push(Op::BatchNorm { eps: 1e-5 }, vec![y], to, format!("{path}.{}", index + 1), Some(span))
+    g.push(Op::BatchNorm { eps: 1e-5 }, vec![y], to, format!("{path}.{}", index + 1), span)
 }
 
 #[cfg(test)]
@@ -123,7 +88,7 @@ mod tests {
 
     fn lowered(spec: &str) -> crate::ir::Graph {
         let opts = Options { stop_after: Some("lower".into()), ..Options::default() };
-        compile(&Source::inline("t.resnet", spec), &opts).unwrap_or_else(|e| panic!("{e}"))
+        compile(&Source::inline("t.resnet", spec), &opts).unwrap_or_else(|e| panic!("{e}")).graph
     }
 
     fn block(kind: &str, stride: usize, out: usize) -> String {
@@ -135,7 +100,7 @@ mod tests {
     fn check(kind: &str, stride: usize, out: usize, expect: &[&str]) {
         let mut g = lowered(&block(kind, stride, out));
         assert!(g.nodes.iter().any(|n| matches!(n.op, Op::Shortcut(_))));
-        super::run(&mut g).unwrap();
+        super::run(&mut g);
         let ops: Vec<String> = g.nodes.iter().skip(1).map(|n| format!("{} {}", n.op.kind(), n.name)).collect();
         assert_eq!(ops, expect, "{kind} s={stride} c={out}");
         let keys: Vec<&str> = g.params().map(|p| p.key.as_str()).collect();
@@ -155,10 +120,11 @@ mod tests {
     }
 
     #[test]
-    fn shapes_that_cannot_match_are_errors_with_the_span() {
+    fn shapes_that_cannot_match_are_lowering_errors_with_the_span() {
         for (kind, stride, out) in [("identity", 2, 8), ("pad", 1, 4)] {
-            let mut g = lowered(&block(kind, stride, out));
-            let d = super::run(&mut g).unwrap_err();
+            let opts = Options { stop_after: Some("lower".into()), ..Options::default() };
+            let e = compile(&Source::inline("t.resnet", &block(kind, stride, out)), &opts).unwrap_err();
+            let d = &e.diagnostics;
             assert_eq!(d.len(), 1);
             assert!(d[0].message.starts_with(&format!("the {kind} shortcut cannot match shapes")), "{}", d[0].message);
             assert!(d[0].span.is_some());

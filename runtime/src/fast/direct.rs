@@ -11,13 +11,10 @@
 //! epilogue (bias, residual add, activation) is applied as the tile is stored. This module
 //! packs, tiles, builds the segment lists and splits the work over threads.
 
-use super::microkernel::{kernel, Seg, TileOut};
+use super::microkernel::{kernel, Seg, TileOut, MR};
 use super::pool::{self, SharedMut};
-use crate::kernels::{conv_out, Epilogue};
-use crate::steps::ConvSpec;
-
-/// Output pixels a tile.
-pub const MR: usize = 6;
+use super::{ConvSpec, Isa};
+use crate::kernels::Epilogue;
 /// Output channels a packed weight block (the last one may be narrower, a multiple of 16).
 pub const OCB: usize = 64;
 /// Segments a kernel call takes at most; longer lists are split, accumulating through C.
@@ -85,22 +82,49 @@ pub fn scratch_len(spec: &ConvSpec) -> usize {
 }
 
 /// `y = act(conv(x) + bias + residual)`, `x` [N, H, W, C] and `y` [N, OH, OW, O], split over
-/// the global pool's threads. `zeros` holds at least [`scratch_len`] floats (zeroed here).
-pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
-    conv_on(pool::global().threads(), x, n, spec, w, epi, zeros, y);
+/// the global pool's threads, with the micro-kernel of `isa`. `zeros` holds at least
+/// [`scratch_len`] floats (zeroed here).
+///
+/// # Panics
+/// If the CPU does not support `isa`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
+    conv_on(isa, pool::global().threads(), x, n, spec, w, epi, zeros, y);
 }
 
 /// [`conv`] on the calling thread only (from inside a pool job).
-pub(crate) fn conv_serial(x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
-    conv_on(1, x, n, spec, w, epi, zeros, y);
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_serial(
+    isa: Isa,
+    x: &[f32],
+    n: usize,
+    spec: &ConvSpec,
+    w: &PackedConv,
+    epi: Epilogue<'_>,
+    zeros: &mut [f32],
+    y: &mut [f32],
+) {
+    conv_on(isa, 1, x, n, spec, w, epi, zeros, y);
 }
 
 /// [`conv`] split over up to `threads` of the pool's threads.
 #[allow(clippy::too_many_arguments)]
-fn conv_on(threads: usize, x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, zeros: &mut [f32], y: &mut [f32]) {
+fn conv_on(
+    isa: Isa,
+    threads: usize,
+    x: &[f32],
+    n: usize,
+    spec: &ConvSpec,
+    w: &PackedConv,
+    epi: Epilogue<'_>,
+    zeros: &mut [f32],
+    y: &mut [f32],
+) {
+    // The micro-kernels' safety rests on this: a path the CPU lacks is refused, not run.
+    assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
     let [c, h, wd] = spec.input;
     let p = spec.params;
-    let (oh, ow) = (conv_out(h, spec.kernel, p), conv_out(wd, spec.kernel, p));
+    let (oh, ow) = (p.out(h, spec.kernel), p.out(wd, spec.kernel));
     let o = spec.out_channels;
     let pixels = n * oh * ow;
     assert!(x.len() >= n * h * wd * c && y.len() >= pixels * o, "invariant: buffers match the spec");
@@ -137,7 +161,7 @@ fn conv_on(threads: usize, x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv,
         // SAFETY: task t alone writes the outputs of items [i0, i1); the geometry keeps every
         // pointer inside `x` or `zeros`.
         let run = |b: std::ops::Range<usize>, tile: usize| unsafe {
-            run_tile(x, zeros, &geo, w, b, tile * MR, (pixels - tile * MR).min(MR), epi, out.get(), o)
+            run_tile(isa, x, zeros, &geo, w, b, tile * MR, (pixels - tile * MR).min(MR), epi, out.get(), o)
         };
         if i0 == i1 {
             return;
@@ -189,9 +213,11 @@ struct Geometry {
 /// over all groups).
 ///
 /// # Safety
-/// `y` holds the whole output ([pixels, `ldc`]); no other thread writes these outputs.
+/// `isa.supported()`; `y` holds the whole output ([pixels, `ldc`]); no other thread
+/// writes these outputs.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_tile(
+    isa: Isa,
     x: &[f32],
     zeros: &[f32],
     g: &Geometry,
@@ -237,7 +263,7 @@ unsafe fn run_tile(
                 }
                 shifted.as_slice()
             };
-            unsafe { kernel(segs, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
+            unsafe { kernel(isa, segs, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
         }
         return;
     }
@@ -251,13 +277,13 @@ unsafe fn run_tile(
         segments(x, zeros, patch, g, q0, rows, &mut |seg| {
             let seg = Seg { ptr: seg.ptr.map(|p| p.wrapping_add(gi * g.c)), ..seg };
             if !list.push(seg) {
-                unsafe { kernel(list.as_slice(), rows, wb.as_ptr(), width, &tile, first, false) };
+                unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, &tile, first, false) };
                 first = false;
                 list.clear();
                 list.push(seg);
             }
         });
-        unsafe { kernel(list.as_slice(), rows, wb.as_ptr(), width, &tile, first, true) };
+        unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, &tile, first, true) };
     }
 }
 
@@ -396,31 +422,54 @@ mod tests {
     use crate::kernels::Conv2dParams;
     use ndarray::Array4;
 
-    /// The plain NCHW kernel, then residual add and relu, against [`conv`] on NHWC copies:
-    /// batches, padding, strides, dilation, groups (depthwise too), channel counts that leave
-    /// a narrow last block and tiles of fewer than [`MR`] pixels.
+    /// The plain NCHW kernel, then residual add and an activation, against [`conv`] on NHWC
+    /// copies, on every micro-kernel the CPU has: batches, padding, strides, dilation,
+    /// groups (depthwise too), channel counts that leave a narrow last block, tiles of fewer
+    /// than [`MR`] pixels, every activation and none.
     #[test]
-    fn matches_the_plain_kernel() {
-        for (n, c, h, w, o, k, s, pd, d, g) in [
-            (2, 8, 9, 7, 12, 3, 1, 1, 1, 1),
-            (1, 6, 8, 8, 6, 3, 2, 1, 1, 3),
-            (1, 16, 5, 5, 80, 1, 1, 0, 1, 1),
-            (1, 4, 6, 6, 8, 1, 2, 0, 1, 1),
-            (2, 3, 11, 10, 70, 7, 2, 3, 1, 1),
-            (1, 5, 9, 9, 7, 3, 1, 2, 2, 1),
-            (1, 8, 7, 7, 8, 3, 1, 1, 1, 8),
-            (1, 2, 12, 12, 130, 3, 1, 1, 1, 1),
-            (1, 3, 12, 12, 4, 11, 1, 5, 1, 1),
-        ] {
+    fn matches_the_plain_kernel_on_every_isa() {
+        let isas = Isa::available();
+        eprintln!("micro-kernels tested: {isas:?}");
+        for isa in isas {
+            for (case, &(n, c, h, w, o, k, s, pd, d, g)) in CASES.iter().enumerate() {
+                let acts = [None, Some(Activation::Relu)].into_iter().chain(Activation::ALL.map(Some));
+                let act = acts.clone().nth(case % acts.count()).unwrap();
+                check(isa, (n, c, h, w, o, k, s, pd, d, g), act);
+                check(isa, (n, c, h, w, o, k, s, pd, d, g), Some(Activation::Relu));
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+        (2, 8, 9, 7, 12, 3, 1, 1, 1, 1),
+        (1, 6, 8, 8, 6, 3, 2, 1, 1, 3),
+        (1, 16, 5, 5, 80, 1, 1, 0, 1, 1),
+        (1, 4, 6, 6, 8, 1, 2, 0, 1, 1),
+        (2, 3, 11, 10, 70, 7, 2, 3, 1, 1),
+        (1, 5, 9, 9, 7, 3, 1, 2, 2, 1),
+        (1, 8, 7, 7, 8, 3, 1, 1, 1, 8),
+        (1, 2, 12, 12, 130, 3, 1, 1, 1, 1),
+        (1, 3, 12, 12, 4, 11, 1, 5, 1, 1),
+        (1, 64, 6, 5, 64, 3, 1, 1, 1, 1),
+    ];
+
+    fn check(
+        isa: Isa,
+        (n, c, h, w, o, k, s, pd, d, g): (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize),
+        act: Option<Activation>,
+    ) {
+        {
             let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
             let wt = seq(o * (c / g) * k * k, 2);
             let bias = seq(o, 3);
             let p = Conv2dParams { stride: s, padding: pd, dilation: d, groups: g };
             let plain = crate::kernels::conv2d(x.view(), &wt, o, k, Some(&bias), p);
             let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
-            let want = (&plain + &res).mapv(|v| v.max(0.0));
+            let want = (&plain + &res).mapv(|v| act.map_or(v, |a| a.apply(v)));
             let (_, _, oh, ow) = plain.dim();
-            let spec = ConvSpec::new([c, h, w], o, k, s, pd, d, g).then(Activation::Relu);
+            let mut spec = ConvSpec::new([c, h, w], o, k).stride(s).padding(pd).dilation(d).groups(g);
+            spec.act = act;
             let packed = PackedConv::new(&wt, &spec);
             let mut xn = vec![0f32; x.len()];
             to_nhwc(x.as_slice().unwrap(), [n, c, h, w], &mut xn);
@@ -428,7 +477,7 @@ mod tests {
             to_nhwc(res.as_slice().unwrap(), [n, o, oh, ow], &mut rn);
             let mut zeros = vec![1f32; scratch_len(&spec)];
             let mut yn = vec![0f32; plain.len()];
-            conv(&xn, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut zeros, &mut yn);
+            conv(isa, &xn, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut zeros, &mut yn);
             let mut y = vec![0f32; plain.len()];
             to_nchw(&yn, [n, o, oh, ow], &mut y);
             assert_close(&Array4::from_shape_vec(plain.dim(), y).unwrap(), &want);

@@ -1,10 +1,15 @@
 //! The micro-kernels of the direct convolution: `rows` (up to [`MR`]) output pixels times a
 //! block of up to 64 output channels, accumulated over a list of [`Seg`]ments in registers,
 //! then stored with the epilogue. AVX-512 takes the whole block (6x64: 24 accumulators),
-//! AVX2+FMA and the portable code 16 columns at a time; chosen at run time.
+//! AVX2+FMA and the portable code 16 columns at a time; the caller chooses by [`Isa`].
+//! Relu is `max(0, x)` with the operands in the order that keeps a NaN `x` (`maxps`
+//! returns its second operand when either is NaN), as PyTorch does.
 
-use super::direct::MR;
+use super::Isa;
 use crate::kernels::Activation;
+
+/// Output pixels a tile (the rows of every micro-kernel).
+pub const MR: usize = 6;
 
 /// One contiguous run of the reduction: `len` input floats a pixel, from `ptr[i]` for pixel
 /// `i`, against rows `row..row + len` of a weight block.
@@ -29,26 +34,33 @@ pub(super) struct TileOut {
 }
 
 /// Runs `segs` for `rows` pixels over a weight block `width` columns wide (and `width`
-/// floats a row): the widest micro-kernel the machine has.
+/// floats a row) with the micro-kernel of `isa`.
 ///
 /// # Safety
-/// Every segment's pointers are valid for `len` floats (inputs) and `len * width` (weights).
-pub(super) unsafe fn kernel(segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
+/// `isa.supported()`; every segment's pointers are valid for `len` floats (inputs) and the
+/// block for `(row + len) * width` floats (weights); `out` describes `rows` writable rows of
+/// `cols` floats (`ldc` apart) that no other thread touches, and `bias`/`residual`, when
+/// set, are readable as wide.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn kernel(isa: Isa, segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
     let ldw = width;
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512_enabled() {
-        unsafe { avx512::dispatch(segs, rows, w, ldw, width, out, first, last) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::simd_enabled() {
-        for j in (0..width).step_by(16) {
-            unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's contract, which covers the whole block.
+        Isa::Avx512 => unsafe { avx512::dispatch(segs, rows, w, ldw, width, out, first, last) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            for j in (0..width).step_by(16) {
+                // SAFETY: the caller's contract; columns j..j + 16 lie inside the block.
+                unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+            }
         }
-        return;
-    }
-    for j in (0..width).step_by(16) {
-        unsafe { portable(segs, rows, w, ldw, j, out, first, last) };
+        _ => {
+            for j in (0..width).step_by(16) {
+                // SAFETY: as above.
+                unsafe { portable(segs, rows, w, ldw, j, out, first, last) };
+            }
+        }
     }
 }
 
@@ -161,8 +173,8 @@ mod avx2 {
                         row[1] = _mm256_add_ps(row[1], _mm256_loadu_ps(rv.add(8)));
                     }
                     if out.act == Some(Activation::Relu) {
-                        row[0] = _mm256_max_ps(row[0], zero);
-                        row[1] = _mm256_max_ps(row[1], zero);
+                        row[0] = _mm256_max_ps(zero, row[0]);
+                        row[1] = _mm256_max_ps(zero, row[1]);
                     } else if out.act.is_some() {
                         let mut tmp = [0f32; 16];
                         _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
@@ -285,7 +297,7 @@ mod avx512 {
                             x = _mm512_add_ps(x, load(full, masks[v], r.add(i * out.ldc + 16 * v)));
                         }
                         if out.act == Some(Activation::Relu) {
-                            x = _mm512_max_ps(x, zero);
+                            x = _mm512_max_ps(zero, x);
                         }
                     }
                     if full {
@@ -321,7 +333,7 @@ mod avx512 {
                         x = _mm512_add_ps(x, _mm512_loadu_ps(r.add(at)));
                     }
                     if RELU {
-                        x = _mm512_max_ps(x, zero);
+                        x = _mm512_max_ps(zero, x);
                     }
                     _mm512_storeu_ps(out.c.add(at), x);
                 }

@@ -3,7 +3,8 @@
 //! changes at a model's edges.
 
 use super::pool::{self, SharedMut};
-use crate::kernels::{pool_out, PoolParams};
+use super::Isa;
+use crate::kernels::PoolParams;
 
 /// `x` [N, C, H, W] (`dims`) -> `y` [N, H, W, C].
 pub fn to_nhwc(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
@@ -52,10 +53,15 @@ fn rows_parallel(y: &mut [f32], n: usize, oh: usize, row: usize, f: &(dyn Fn(usi
 }
 
 /// Max pooling on [N, H, W, C] (`dims` = [N, C, H, W]); padding never wins, NaN does.
-pub fn max_pool(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
+/// Rows run on `isa`.
+///
+/// # Panics
+/// If the CPU does not support `isa`.
+pub fn max_pool(isa: Isa, x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
+    assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
     let [n, c, h, w] = dims;
-    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
-    rows_parallel(y, n, oh, ow * c, &|b, oy, out| max_pool_row(x, dims, p, b, oy, out));
+    let (oh, ow) = (p.out(h), p.out(w));
+    rows_parallel(y, n, oh, ow * c, &|b, oy, out| max_pool_row(isa, x, dims, p, b, oy, out));
 }
 
 multiversion! {
@@ -84,7 +90,7 @@ fn max_pool_row_body(x: &[f32], dims: [usize; 4], p: PoolParams, b: usize, oy: u
 /// Average pooling on [N, H, W, C] (`dims` = [N, C, H, W]), divisors as PyTorch's.
 pub fn avg_pool(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
     let [n, c, h, w] = dims;
-    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
+    let (oh, ow) = (p.out(h), p.out(w));
     let pad = p.padding as isize;
     rows_parallel(y, n, oh, ow * c, &|b, oy, out| {
         let y0 = (oy * p.stride) as isize - pad;
@@ -187,7 +193,9 @@ mod tests {
             let p = PoolParams { kernel: k, stride: s, padding: pd, ceil_mode: ceil, count_include_pad: cip };
             let want = kernels::max_pool2d(x.view(), p);
             let d = want.dim();
-            assert_eq!(through(&x, [d.0, d.1, d.2, d.3], |x, dims, y| max_pool(x, dims, p, y)), want);
+            for isa in Isa::available() {
+                assert_eq!(through(&x, [d.0, d.1, d.2, d.3], |x, dims, y| max_pool(isa, x, dims, p, y)), want, "{isa}");
+            }
             let want = kernels::avg_pool2d(x.view(), p);
             kernels::tests::assert_close(&through(&x, [d.0, d.1, d.2, d.3], |x, dims, y| avg_pool(x, dims, p, y)), &want);
         }
@@ -200,8 +208,10 @@ mod tests {
         let mut x = Array4::from_shape_vec((1, 2, 4, 4), seq(32, 4)).unwrap();
         x[[0, 1, 2, 2]] = f32::NAN;
         let p = PoolParams { kernel: 2, stride: 2, padding: 0, ceil_mode: false, count_include_pad: true };
-        let y = through(&x, [1, 2, 2, 2], |x, dims, y| max_pool(x, dims, p, y));
-        assert!(y[[0, 1, 1, 1]].is_nan() && !y[[0, 0, 1, 1]].is_nan());
+        for isa in Isa::available() {
+            let y = through(&x, [1, 2, 2, 2], |x, dims, y| max_pool(isa, x, dims, p, y));
+            assert!(y[[0, 1, 1, 1]].is_nan() && !y[[0, 0, 1, 1]].is_nan(), "{isa}");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn peak_gflops(threads: usize, iters: usize) -> f64 {
 
 fn run(iters: usize) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if super::simd_enabled() {
+    if super::Isa::selected() >= super::Isa::Avx2 {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { run_avx2(iters) };
     }

@@ -12,10 +12,10 @@
 //! epilogue. Transforms run over 16 channels at a time, split over the pool's threads.
 
 use super::direct::{self, PackedConv};
+use super::microkernel::MR;
 use super::pool::{self, SharedMut};
-use crate::kernels::Epilogue;
-use crate::kernels::{conv_out, Activation};
-use crate::steps::ConvSpec;
+use super::{ConvSpec, Isa};
+use crate::kernels::{Activation, Epilogue};
 
 /// Whether `spec` is a 3x3 stride-1 convolution wide enough to gain from Winograd.
 pub fn eligible(spec: &ConvSpec) -> bool {
@@ -27,7 +27,7 @@ pub fn eligible(spec: &ConvSpec) -> bool {
 /// it transforms (4x their size) would no longer stream from the caches, or the image is so
 /// small that most of a 4x4 tile would be padding.
 pub fn tile_for(spec: &ConvSpec) -> usize {
-    let (oh, ow) = (conv_out(spec.input[1], 3, spec.params), conv_out(spec.input[2], 3, spec.params));
+    let (oh, ow) = (spec.params.out(spec.input[1], 3), spec.params.out(spec.input[2], 3));
     if spec.input[0] * spec.out_channels <= MAX_F4_WEIGHTS && oh.min(ow) >= 8 {
         4
     } else {
@@ -41,12 +41,12 @@ const MAX_F4_WEIGHTS: usize = 256 * 256;
 /// Tiles a sample: (rows, columns), for output tile `m`.
 fn tiles(spec: &ConvSpec, m: usize) -> (usize, usize) {
     let [_, h, w] = spec.input;
-    (conv_out(h, 3, spec.params).div_ceil(m), conv_out(w, 3, spec.params).div_ceil(m))
+    (spec.params.out(h, 3).div_ceil(m), spec.params.out(w, 3).div_ceil(m))
 }
 
 /// The products as a grouped 1x1 convolution over `count` tiles, for `xis` = a*a.
 fn products(spec: &ConvSpec, xis: usize, count: usize) -> ConvSpec {
-    ConvSpec::new([xis * spec.input[0], count, 1], xis * spec.out_channels, 1, 1, 0, 1, xis)
+    ConvSpec::new([xis * spec.input[0], count, 1], xis * spec.out_channels, 1).groups(xis)
 }
 
 /// Scratch floats for a batch of `n` with output tile `m`: the transformed input and the
@@ -101,13 +101,27 @@ pub fn pack(weight: &[f32], spec: &ConvSpec, m: usize) -> PackedConv {
 
 /// `y = act(conv(x) + bias + residual)` for an [`eligible`] `spec` with output tile `m`,
 /// `x` [N, H, W, C] and `y` [N, OH, OW, O]; `w` from [`pack`], `scratch` at least
-/// [`scratch_len`] for `n`.
+/// [`scratch_len`] for `n`; transforms and products run on `isa`.
+///
+/// # Panics
+/// If the CPU does not support `isa`.
 #[allow(clippy::too_many_arguments)]
-pub fn conv(x: &[f32], n: usize, spec: &ConvSpec, m: usize, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
+pub fn conv(
+    isa: Isa,
+    x: &[f32],
+    n: usize,
+    spec: &ConvSpec,
+    m: usize,
+    w: &PackedConv,
+    epi: Epilogue<'_>,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
     if m == 4 {
-        run::<6, 36, 4>(x, n, spec, w, epi, scratch, y);
+        run::<6, 36, 4>(isa, x, n, spec, w, epi, scratch, y);
     } else {
-        run::<4, 16, 2>(x, n, spec, w, epi, scratch, y);
+        run::<4, 16, 2>(isa, x, n, spec, w, epi, scratch, y);
     }
 }
 
@@ -121,7 +135,9 @@ const CHUNK_BYTES: usize = 384 << 10;
 /// tiles at a time, so the transformed values stay in its L2 and the layer costs one
 /// fork-join. Otherwise (large weights, which should be read once for all tiles) each
 /// phase runs over all tiles, split over the threads.
+#[allow(clippy::too_many_arguments)]
 fn run<const A: usize, const AA: usize, const M: usize>(
+    isa: Isa,
     x: &[f32],
     n: usize,
     spec: &ConvSpec,
@@ -136,7 +152,7 @@ fn run<const A: usize, const AA: usize, const M: usize>(
     let none = Epilogue::default();
     let pool = pool::global();
     // A chunk: a multiple of the micro-kernel's rows.
-    let chunk = (CHUNK_BYTES / (4 * AA * (c + o))).max(1).div_ceil(direct::MR) * direct::MR;
+    let chunk = (CHUNK_BYTES / (4 * AA * (c + o))).max(1).div_ceil(MR) * MR;
     let per_thread = chunk * AA * (c + o) + AA * c;
     let threads = pool.threads().min(count.div_ceil(chunk));
     if AA * c * o * 4 <= CHUNKED_MAX_WEIGHTS && threads * per_thread <= scratch.len() {
@@ -151,11 +167,11 @@ fn run<const A: usize, const AA: usize, const M: usize>(
             for first in (t * per..end).step_by(chunk) {
                 let len = chunk.min(end - first);
                 for slot in 0..len {
-                    input_tile::<A, AA>(x, spec, th, tw, first + slot, slot, vp);
+                    input_tile::<A, AA>(isa, x, spec, th, tw, first + slot, slot, vp);
                 }
-                direct::conv_serial(v, 1, &products(spec, AA, len), w, none, zeros, mm);
+                direct::conv_serial(isa, v, 1, &products(spec, AA, len), w, none, zeros, mm);
                 for slot in 0..len {
-                    output_tile::<A, AA, M>(mm, spec, epi, th, tw, first + slot, slot, out);
+                    output_tile::<A, AA, M>(isa, mm, spec, epi, th, tw, first + slot, slot, out);
                 }
             }
         };
@@ -172,9 +188,9 @@ fn run<const A: usize, const AA: usize, const M: usize>(
     }
     let (v, rest) = scratch.split_at_mut(count * AA * c);
     let (mm, zeros) = rest.split_at_mut(count * AA * o);
-    input_transform::<A, AA>(x, n, spec, v);
-    direct::conv(v, 1, &products(spec, AA, count), w, none, zeros, mm);
-    output_transform::<A, AA, M>(mm, n, spec, epi, y);
+    input_transform::<A, AA>(isa, x, n, spec, v);
+    direct::conv(isa, v, 1, &products(spec, AA, count), w, none, zeros, mm);
+    output_transform::<A, AA, M>(isa, mm, n, spec, epi, y);
 }
 
 /// Runs `f(tile)` for tiles `0..count`, split over the pool's threads.
@@ -244,10 +260,10 @@ fn at<const A: usize, const M: usize>(v: [&Lanes; A]) -> [Lanes; M] {
 
 /// `V[tile][xi][c] = (Bt d B)[xi]` for every tile's A x A input block `d` (zero outside);
 /// `AA` = A * A.
-fn input_transform<const A: usize, const AA: usize>(x: &[f32], n: usize, spec: &ConvSpec, v: &mut [f32]) {
+fn input_transform<const A: usize, const AA: usize>(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, v: &mut [f32]) {
     let (th, tw) = tiles(spec, A - 2);
     let out = SharedMut::new(v.as_mut_ptr());
-    for_tiles(n * th * tw, &|t| input_tile::<A, AA>(x, spec, th, tw, t, t, out));
+    for_tiles(n * th * tw, &|t| input_tile::<A, AA>(isa, x, spec, th, tw, t, t, out));
 }
 
 multiversion! {
@@ -325,6 +341,7 @@ fn store_lanes(dst: &mut [f32], src: &Lanes, lanes: usize) {
 /// `y` = the epilogue of `At M A` for every tile, its outputs inside the image; `AA` = A * A,
 /// `M` = A - 2.
 fn output_transform<const A: usize, const AA: usize, const M: usize>(
+    isa: Isa,
     mm: &[f32],
     n: usize,
     spec: &ConvSpec,
@@ -333,7 +350,7 @@ fn output_transform<const A: usize, const AA: usize, const M: usize>(
 ) {
     let (th, tw) = tiles(spec, M);
     let out = SharedMut::new(y.as_mut_ptr());
-    for_tiles(n * th * tw, &|t| output_tile::<A, AA, M>(mm, spec, epi, th, tw, t, t, out));
+    for_tiles(n * th * tw, &|t| output_tile::<A, AA, M>(isa, mm, spec, epi, th, tw, t, t, out));
 }
 
 multiversion! {
@@ -356,7 +373,7 @@ fn output_tile_body<const A: usize, const AA: usize, const M: usize>(
 ) {
     let [_, h, w] = spec.input;
     let o = spec.out_channels;
-    let (oh, ow) = (conv_out(h, 3, spec.params), conv_out(w, 3, spec.params));
+    let (oh, ow) = (spec.params.out(h, 3), spec.params.out(w, 3));
     let (b, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
     let src = &mm[slot * AA * o..(slot + 1) * AA * o];
     for c0 in (0..o).step_by(L) {
@@ -389,7 +406,7 @@ fn output_tile_body<const A: usize, const AA: usize, const M: usize>(
                     rk.iter_mut().zip(&res[at..at + lanes]).for_each(|(v, r)| *v += r);
                 }
                 match epi.act {
-                    Some(Activation::Relu) => rk.iter_mut().for_each(|v| *v = v.max(0.0)),
+                    Some(Activation::Relu) => rk.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
                     Some(act) => rk.iter_mut().for_each(|v| *v = act.apply(*v)),
                     None => {}
                 }
@@ -408,11 +425,17 @@ mod tests {
     use crate::kernels::Conv2dParams;
     use ndarray::Array4;
 
-    /// Both tile sizes against the plain NCHW kernel (then residual and relu): odd sizes
-    /// leave partial tiles, padding 0 and 2 as well as 1, a batch of 2, channel counts off
-    /// the 16 lanes.
+    /// Both tile sizes against the plain NCHW kernel (then residual and relu), transforms
+    /// and products on every ISA the CPU has: odd sizes leave partial tiles, padding 0 and 2
+    /// as well as 1, a batch of 2, channel counts off the 16 lanes.
     #[test]
-    fn matches_the_plain_kernel() {
+    fn matches_the_plain_kernel_on_every_isa() {
+        for isa in Isa::available() {
+            check(isa);
+        }
+    }
+
+    fn check(isa: Isa) {
         // The last two have tiles enough for several chunks on each of 2 threads.
         let cases = [
             (2, 64, 9, 7, 64, 1),
@@ -430,9 +453,9 @@ mod tests {
             let p = Conv2dParams { stride: 1, padding: pd, dilation: 1, groups: 1 };
             let plain = crate::kernels::conv2d(x.view(), &wt, o, 3, Some(&bias), p);
             let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
-            let want = (&plain + &res).mapv(|v| v.max(0.0));
+            let want = (&plain + &res).mapv(|v| Activation::Relu.apply(v));
             let (_, _, oh, ow) = plain.dim();
-            let spec = ConvSpec::new([c, h, w], o, 3, 1, pd, 1, 1).then(Activation::Relu).winograd(m);
+            let spec = ConvSpec::new([c, h, w], o, 3).padding(pd).then(Activation::Relu).winograd(m);
             assert!(eligible(&spec));
             let m = usize::from(m);
             let packed = pack(&wt, &spec, m);
@@ -442,16 +465,19 @@ mod tests {
             to_nhwc(res.as_slice().unwrap(), [n, o, oh, ow], &mut rn);
             let mut scratch = vec![f32::NAN; scratch_len(&spec, m, n)];
             let mut yn = vec![0f32; plain.len()];
-            conv(&xn, n, &spec, m, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut scratch, &mut yn);
+            conv(isa, &xn, n, &spec, m, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut scratch, &mut yn);
             let mut y = vec![0f32; plain.len()];
             to_nchw(&yn, [n, o, oh, ow], &mut y);
             // The parity target's measure: errors against the output's scale (F(4x4)'s
             // transforms round some ten times more than the direct sum, so a value near zero
             // among values near 30 is not within 1e-4 of itself).
+            // The scratch starts as NaN: a value read before it is written shows up here.
+            assert!(y.iter().all(|v| v.is_finite()), "{isa} F({m}x{m}): non-finite output");
+            assert_eq!(y.len(), want.len());
             let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
             let err = y.iter().zip(want.iter()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(err <= 1e-4 * scale, "F({m}x{m}) {n}x{c}x{h}x{w} -> {o}: max error {err} at scale {scale}");
-            assert!(err <= 1e-5 * scale || m == 4, "F(2x2) rounds like the direct sum: {err} at scale {scale}");
+            assert!(err <= 1e-4 * scale, "{isa} F({m}x{m}) {n}x{c}x{h}x{w} -> {o}: max error {err} at scale {scale}");
+            assert!(err <= 1e-5 * scale || m == 4, "{isa} F(2x2) rounds like the direct sum: {err} at scale {scale}");
         }
     }
 }

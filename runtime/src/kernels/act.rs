@@ -2,8 +2,9 @@
 
 use ndarray::{Array4, ArrayView4};
 
-/// The activation functions of the IR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The activation functions: the IR's and the kernels' one enum. Each is an op of the
+/// language under [`Activation::name`]; NaN propagates through every one, as in PyTorch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
     Relu,
     Relu6,
@@ -11,17 +12,55 @@ pub enum Activation {
     /// The exact (erf) GELU, as `torch.nn.GELU()`.
     Gelu,
     Sigmoid,
+    /// `x * relu6(x + 3) / 6`, as `torch.nn.Hardswish()`.
+    Hardswish,
+    /// `relu6(x + 3) / 6`, as `torch.nn.Hardsigmoid()`.
+    Hardsigmoid,
 }
 
 impl Activation {
+    /// Every activation, in declaration order.
+    pub const ALL: [Activation; 7] = [
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Silu,
+        Activation::Gelu,
+        Activation::Sigmoid,
+        Activation::Hardswish,
+        Activation::Hardsigmoid,
+    ];
+
+    /// The op's name in the language, dumps and summaries.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Hardswish => "hardswish",
+            Activation::Hardsigmoid => "hardsigmoid",
+        }
+    }
+
     /// The function on one value.
     pub fn apply(self, v: f32) -> f32 {
+        // `clamp` and the comparisons below keep NaN (`f32::max` would drop it).
+        let relu6 = |v: f32| v.clamp(0.0, 6.0);
         match self {
-            Activation::Relu => v.max(0.0),
-            Activation::Relu6 => v.clamp(0.0, 6.0),
+            Activation::Relu => {
+                if v < 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Activation::Relu6 => relu6(v),
             Activation::Silu => v / (1.0 + (-v).exp()),
             Activation::Gelu => (0.5 * f64::from(v) * (1.0 + erf(f64::from(v) / std::f64::consts::SQRT_2))) as f32,
             Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Activation::Hardswish => v * relu6(v + 3.0) / 6.0,
+            Activation::Hardsigmoid => relu6(v + 3.0) / 6.0,
         }
     }
 }
@@ -87,7 +126,13 @@ mod tests {
 
     #[test]
     fn activations_on_sample_points() {
-        let cases: [(Activation, f32, f32); 8] = [
+        let cases: [(Activation, f32, f32); 14] = [
+            (Activation::Hardswish, -4.0, 0.0),
+            (Activation::Hardswish, 1.0, 1.0 * 4.0 / 6.0),
+            (Activation::Hardswish, 5.0, 5.0),
+            (Activation::Hardsigmoid, -3.5, 0.0),
+            (Activation::Hardsigmoid, 0.0, 0.5),
+            (Activation::Hardsigmoid, 3.5, 1.0),
             (Activation::Relu, -1.0, 0.0),
             (Activation::Relu, 2.5, 2.5),
             (Activation::Relu6, 7.0, 6.0),
@@ -99,6 +144,13 @@ mod tests {
         ];
         for (a, x, want) in cases {
             assert!((a.apply(x) - want).abs() < 1e-6, "{a:?}({x}) = {} want {want}", a.apply(x));
+        }
+    }
+
+    #[test]
+    fn nan_propagates_through_every_activation() {
+        for a in Activation::ALL {
+            assert!(a.apply(f32::NAN).is_nan(), "{a:?} dropped a NaN");
         }
     }
 }

@@ -20,9 +20,12 @@ impl Default for Conv2dParams {
     }
 }
 
-/// Output size along one axis.
-pub fn conv_out(size: usize, k: usize, p: Conv2dParams) -> usize {
-    (size + 2 * p.padding - p.dilation * (k - 1) - 1) / p.stride + 1
+impl Conv2dParams {
+    /// Output size along one axis for a `kernel`-tap window.
+    pub fn out(&self, size: usize, kernel: usize) -> usize {
+        super::window_out(size, kernel, self.stride, self.padding, self.dilation, false)
+            .expect("invariant: the compiler checked that the window fits")
+    }
 }
 
 /// What a convolution does after its sums: add the bias [O] and a residual (in the output's
@@ -59,7 +62,7 @@ pub fn conv2d_fused(
     act: Option<Activation>,
 ) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
-    let (oh, ow) = (conv_out(h, kernel, p), conv_out(w, kernel, p));
+    let (oh, ow) = (p.out(h, kernel), p.out(w, kernel));
     let x = x.as_standard_layout();
     let mut out = Array4::<f32>::zeros((n, out_channels, oh, ow));
     let mut scratch = vec![0f32; conv2d_scratch_len(c, kernel, oh * ow, p)];
@@ -80,7 +83,7 @@ pub fn conv2d_fused(
 }
 
 /// Scratch floats [`conv2d_into`] needs for the im2col buffer of one group of one sample.
-pub fn conv2d_scratch_len(in_channels: usize, kernel: usize, out_pixels: usize, p: Conv2dParams) -> usize {
+fn conv2d_scratch_len(in_channels: usize, kernel: usize, out_pixels: usize, p: Conv2dParams) -> usize {
     if kernel == 1 && p.stride == 1 && p.padding == 0 {
         0
     } else {
@@ -91,7 +94,7 @@ pub fn conv2d_scratch_len(in_channels: usize, kernel: usize, out_pixels: usize, 
 /// [`conv2d_fused`] on slices: `x` is [N, C, H, W] (`dims`), `y` receives [N, O, OH, OW];
 /// `scratch` holds at least [`conv2d_scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_into(
+fn conv2d_into(
     x: &[f32],
     dims: [usize; 4],
     weight: &[f32],
@@ -103,7 +106,7 @@ pub fn conv2d_into(
     y: &mut [f32],
 ) {
     let [n, c, h, w] = dims;
-    let (oh, ow) = (conv_out(h, kernel, p), conv_out(w, kernel, p));
+    let (oh, ow) = (p.out(h, kernel), p.out(w, kernel));
     let g = p.groups;
     let (cg, og) = (c / g, out_channels / g);
     let kdim = cg * kernel * kernel;
@@ -221,7 +224,7 @@ mod tests {
     /// The definition, summed directly.
     fn naive(x: &Array4<f32>, wt: &[f32], o: usize, k: usize, bias: Option<&[f32]>, p: Conv2dParams) -> Array4<f32> {
         let (n, c, h, w) = x.dim();
-        let (oh, ow) = (conv_out(h, k, p), conv_out(w, k, p));
+        let (oh, ow) = (p.out(h, k), p.out(w, k));
         let (cg, og) = (c / p.groups, o / p.groups);
         Array4::from_shape_fn((n, o, oh, ow), |(b, oc, oy, ox)| {
             let g = oc / og;

@@ -58,7 +58,7 @@ pub fn pad_channels(x: ArrayView4<f32>, before: usize, after: usize, stride: usi
 }
 
 /// [`pad_channels`] on slices of [N, C, H, W] (`dims`).
-pub fn pad_channels_into(x: &[f32], dims: [usize; 4], before: usize, after: usize, stride: usize, y: &mut [f32]) {
+fn pad_channels_into(x: &[f32], dims: [usize; 4], before: usize, after: usize, stride: usize, y: &mut [f32]) {
     let [n, c, h, w] = dims;
     let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
     let oc = before + c + after;

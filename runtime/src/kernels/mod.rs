@@ -1,22 +1,21 @@
-//! Plain kernels, one per IR op, with PyTorch's semantics. Each has a slice form
-//! (`*_into`: NCHW input slice and dims in, a caller-owned output slice written, no
-//! allocation), which generated code calls, and an ndarray form that allocates its result,
-//! which the reference interpreter calls. They favour clarity over speed (im2col + a
-//! cache-friendly loop GEMM).
+//! Plain kernels, one per IR op, with PyTorch's semantics, on NCHW ndarrays: the reference
+//! interpreter calls them. They favour clarity over speed (im2col + a cache-friendly loop
+//! GEMM). The few that generated code calls too (elementwise steps, linear, softmax) also
+//! have a slice form (`*_into`: a caller-owned output, no allocation).
 
 mod act;
 mod conv;
 mod dense;
 mod norm;
 mod pool;
+mod window;
 
 pub use act::{activation, activation_into, Activation};
-pub use conv::{
-    conv2d, conv2d_fused, conv2d_into, conv2d_scratch_len, conv_out, fold_batch_norm, fold_batch_norm_input, Conv2dParams, Epilogue,
-};
-pub use dense::{add, add_into, flatten, linear, linear_into, pad_channels, pad_channels_into, softmax, softmax_into};
-pub use norm::{batch_norm, batch_norm_into};
-pub use pool::{avg_pool2d, avg_pool2d_into, global_avg_pool, global_avg_pool_into, max_pool2d, max_pool2d_into, pool_out, PoolParams};
+pub use conv::{conv2d, conv2d_fused, fold_batch_norm, fold_batch_norm_input, Conv2dParams, Epilogue};
+pub use dense::{add, add_into, flatten, linear, linear_into, pad_channels, softmax, softmax_into};
+pub use norm::batch_norm;
+pub use pool::{avg_pool2d, global_avg_pool, max_pool2d, PoolParams};
+pub use window::window_out;
 
 /// `C[m x n] += A[m x k] * B[k x n]`, row-major slices.
 pub(crate) fn gemm_acc(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {

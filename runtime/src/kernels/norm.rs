@@ -14,7 +14,7 @@ pub fn batch_norm(x: ArrayView4<f32>, weight: &[f32], bias: &[f32], mean: &[f32]
 
 /// [`batch_norm`] on slices of [N, C, H, W] (`dims`).
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_into(x: &[f32], dims: [usize; 4], weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], eps: f32, y: &mut [f32]) {
+fn batch_norm_into(x: &[f32], dims: [usize; 4], weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], eps: f32, y: &mut [f32]) {
     let [n, c, h, w] = dims;
     let plane = h * w;
     for b in 0..n {

@@ -13,25 +13,23 @@ pub struct PoolParams {
     pub count_include_pad: bool,
 }
 
-/// Output size along one axis, as `torch.nn.MaxPool2d` computes it.
-pub fn pool_out(size: usize, p: PoolParams) -> usize {
-    let span = size + 2 * p.padding - p.kernel;
-    let mut out = if p.ceil_mode { span.div_ceil(p.stride) + 1 } else { span / p.stride + 1 };
-    if p.ceil_mode && (out - 1) * p.stride >= size + p.padding {
-        out -= 1;
+impl PoolParams {
+    /// Output size along one axis, as `torch.nn.MaxPool2d` computes it.
+    pub fn out(&self, size: usize) -> usize {
+        super::window_out(size, self.kernel, self.stride, self.padding, 1, self.ceil_mode)
+            .expect("invariant: the compiler checked that the window fits")
     }
-    out
 }
 
 /// Max pooling; padding never wins (it is -inf).
 pub fn max_pool2d(x: ArrayView4<f32>, p: PoolParams) -> Array4<f32> {
-    wrap(x, (pool_out(x.dim().2, p), pool_out(x.dim().3, p)), |x, d, y| max_pool2d_into(x, d, p, y))
+    wrap(x, (p.out(x.dim().2), p.out(x.dim().3)), |x, d, y| max_pool2d_into(x, d, p, y))
 }
 
 /// Average pooling. The divisor follows PyTorch: with `count_include_pad` the window is
 /// clipped to the padded input; without it, to the input itself.
 pub fn avg_pool2d(x: ArrayView4<f32>, p: PoolParams) -> Array4<f32> {
-    wrap(x, (pool_out(x.dim().2, p), pool_out(x.dim().3, p)), |x, d, y| avg_pool2d_into(x, d, p, y))
+    wrap(x, (p.out(x.dim().2), p.out(x.dim().3)), |x, d, y| avg_pool2d_into(x, d, p, y))
 }
 
 /// Mean over each channel's plane: [N, C, H, W] -> [N, C, 1, 1].
@@ -57,9 +55,9 @@ fn planes(x: &[f32], dims: [usize; 4], out_plane: usize, y: &mut [f32], mut f: i
 }
 
 /// [`max_pool2d`] on slices of [N, C, H, W] (`dims`).
-pub fn max_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
+fn max_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
     let [_, _, h, w] = dims;
-    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
+    let (oh, ow) = (p.out(h), p.out(w));
     planes(x, dims, oh * ow, y, |xp, yp| {
         for oy in 0..oh {
             let y0 = (oy * p.stride) as isize - p.padding as isize;
@@ -81,9 +79,9 @@ pub fn max_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]
 }
 
 /// [`avg_pool2d`] on slices of [N, C, H, W] (`dims`).
-pub fn avg_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
+fn avg_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
     let [_, _, h, w] = dims;
-    let (oh, ow) = (pool_out(h, p), pool_out(w, p));
+    let (oh, ow) = (p.out(h), p.out(w));
     let pad = p.padding as isize;
     planes(x, dims, oh * ow, y, |xp, yp| {
         for oy in 0..oh {
@@ -108,7 +106,7 @@ pub fn avg_pool2d_into(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]
 }
 
 /// [`global_avg_pool`] on slices: [N, C, H, W] (`dims`) -> [N, C].
-pub fn global_avg_pool_into(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
+fn global_avg_pool_into(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
     let [_, _, h, w] = dims;
     planes(x, dims, 1, y, |xp, yp| yp[0] = xp.iter().sum::<f32>() / (h * w) as f32);
 }

@@ -172,6 +172,7 @@ fn print_profile(model: &Model, input: &Array4<f32>, ws: &mut Workspace, out: &m
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
+    let load_start = Instant::now();
     let model = match &args.weights {
         Some(p) => Model::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => Model::random(args.random_weights),
@@ -185,7 +186,14 @@ fn run() -> Result<(), String> {
     let n = input.dim().0;
     let threads = args.threads.max(1);
     {{CRATE}}::runtime::model::set_threads(threads)?;
+    // Loading includes packing the weights for the kernels, done once.
+    let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
     let mut ws = Workspace::new();
+    let kernels = match {{CRATE}}::runtime::fast::winograd_forced() {
+        None => format!("{}", ws.isa()),
+        Some(0) => format!("{}, Winograd off", ws.isa()),
+        Some(m) => format!("{}, Winograd F({m}x{m}) forced", ws.isa()),
+    };
     let mut out = Array2::<f32>::zeros((n, Model::OUTPUT_FEATURES));
     let start = Instant::now();
     forward(&model, input.view(), &mut ws, &mut out)?;
@@ -202,7 +210,12 @@ fn run() -> Result<(), String> {
             })
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
-        println!("median_ms={:.3} min_ms={:.3} runs={} threads={threads} batch={n}", times[times.len() / 2], times[0], times.len());
+        println!(
+            "median_ms={:.3} min_ms={:.3} runs={} threads={threads} batch={n} kernels={kernels}",
+            times[times.len() / 2],
+            times[0],
+            times.len()
+        );
         if args.profile {
             print_profile(&model, &input, &mut ws, &mut out, runs.max(1))?;
         }
@@ -214,7 +227,11 @@ fn run() -> Result<(), String> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.lines().map(str::to_string).collect(),
         None => vec![],
     };
-    println!("output [{n}, {}] in {first_ms:.1} ms ({threads} thread{})", Model::OUTPUT_FEATURES, if threads == 1 { "" } else { "s" });
+    println!(
+        "output [{n}, {}]: load {load_ms:.1} ms, first pass {first_ms:.1} ms ({threads} thread{}, {kernels} kernels)",
+        Model::OUTPUT_FEATURES,
+        if threads == 1 { "" } else { "s" }
+    );
     for (row, logits) in out.axis_iter(Axis(0)).enumerate().take(8) {
         let mut idx: Vec<usize> = (0..logits.len()).collect();
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));

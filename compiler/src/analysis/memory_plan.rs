@@ -1,4 +1,5 @@
-//! `memory_plan`: where every value lives in one arena. An analysis, not a transform.
+//! The memory plan: where every value lives in one arena. An analysis of the final graph,
+//! computed once by the pipeline and read by codegen and the reports.
 //!
 //! Each value is live from the node that defines it to its last reader (the output lives to
 //! the end). Values whose live ranges overlap get disjoint regions; the rest share. Regions
@@ -6,18 +7,33 @@
 //! size" strategy of TFLite's planner). The liveness lower bound is the largest total size
 //! of values alive at one point: no plan can use less.
 
-use super::PassReport;
 use crate::ir::Graph;
 
 /// Per-sample offsets and lengths (in floats) of every value; scale by the batch N.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryPlan {
+    /// Whether values whose lives do not overlap share regions (`-O2`, or `memory_plan`
+    /// among `--passes`); otherwise every value has its own.
+    pub reuse: bool,
     pub offsets: Vec<usize>,
     pub lens: Vec<usize>,
     /// The arena's length: the plan's peak.
     pub arena: usize,
     /// The largest total of values alive at one point.
     pub lower_bound: usize,
+}
+
+impl MemoryPlan {
+    /// One line for reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "arena of {} floats a sample ({:.2}x the liveness lower bound of {}{})",
+            self.arena,
+            self.arena as f64 / self.lower_bound.max(1) as f64,
+            self.lower_bound,
+            if self.reuse { "" } else { "; no sharing" }
+        )
+    }
 }
 
 /// Live ranges `[def, last_use]` of every value.
@@ -38,7 +54,7 @@ pub fn plan(graph: &Graph, reuse: bool) -> MemoryPlan {
     let lens: Vec<usize> = graph.nodes.iter().map(|n| n.shape.len()).collect();
     let ranges = live_ranges(graph);
     let n = lens.len();
-    let lower_bound = (0..=n).map(|t| (0..n).filter(|&i| ranges[i].0 <= t && t <= ranges[i].1).map(|i| lens[i]).sum()).max().unwrap_or(0);
+    let lower_bound = peak_live(&lens, &ranges);
     if !reuse {
         let mut offsets = Vec::with_capacity(n);
         let mut at = 0;
@@ -46,7 +62,7 @@ pub fn plan(graph: &Graph, reuse: bool) -> MemoryPlan {
             offsets.push(at);
             at += l;
         }
-        return MemoryPlan { offsets, lens, arena: at, lower_bound };
+        return MemoryPlan { reuse, offsets, lens, arena: at, lower_bound };
     }
     // Placement order matters; try a few classic ones and keep the smallest arena.
     let by_size: Vec<usize> = {
@@ -70,7 +86,24 @@ pub fn plan(graph: &Graph, reuse: bool) -> MemoryPlan {
         .map(|order| place(order, &lens, &ranges))
         .min_by_key(|(_, arena)| *arena)
         .expect("invariant: there are orders to try");
-    MemoryPlan { offsets, lens, arena, lower_bound }
+    MemoryPlan { reuse, offsets, lens, arena, lower_bound }
+}
+
+/// The largest total length of values alive at one time step (a sweep over the ranges).
+fn peak_live(lens: &[usize], ranges: &[(usize, usize)]) -> usize {
+    // delta[t]: what starts living at t minus what stopped living before t.
+    let steps = ranges.iter().map(|r| r.1 + 2).max().unwrap_or(0);
+    let mut delta = vec![0i128; steps + 1];
+    for (&len, &(a, b)) in lens.iter().zip(ranges) {
+        delta[a] += len as i128;
+        delta[b + 1] -= len as i128;
+    }
+    let (mut live, mut peak) = (0i128, 0i128);
+    for d in delta {
+        live += d;
+        peak = peak.max(live);
+    }
+    peak as usize
 }
 
 /// Places values in `order`, each at the lowest offset free of the values already placed
@@ -113,23 +146,9 @@ pub fn check(graph: &Graph, plan: &MemoryPlan) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run(graph: &mut Graph) -> PassReport {
-    let p = plan(graph, true);
-    PassReport {
-        pass: "memory_plan",
-        changed: 0,
-        summary: format!(
-            "arena of {} floats a sample ({:.2}x the liveness lower bound of {})",
-            p.arena,
-            p.arena as f64 / p.lower_bound.max(1) as f64,
-            p.lower_bound
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{lower, SMALL};
+    use crate::passes::tests::{lower, SMALL};
 
     #[test]
     fn live_values_never_overlap_and_the_peak_is_near_the_bound() {
@@ -137,8 +156,8 @@ mod tests {
             let mut g = lower(spec);
             for optimised in [false, true] {
                 if optimised {
-                    super::super::fold_bn::run(&mut g);
-                    super::super::fuse::run(&mut g);
+                    crate::passes::fold_bn::run(&mut g);
+                    crate::passes::fuse::run(&mut g);
                 }
                 let p = super::plan(&g, true);
                 super::check(&g, &p).unwrap();
@@ -149,6 +168,11 @@ mod tests {
                 let naive = super::plan(&g, false);
                 super::check(&g, &naive).unwrap();
                 assert!(naive.arena >= p.arena);
+                // The sweep's bound equals the definition: the most floats alive at one step.
+                let ranges = super::live_ranges(&g);
+                let n = g.nodes.len();
+                let brute = (0..=n).map(|t| (0..n).filter(|&i| ranges[i].0 <= t && t <= ranges[i].1).map(|i| p.lens[i]).sum()).max();
+                assert_eq!(Some(p.lower_bound), brute);
             }
         }
     }
