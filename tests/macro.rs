@@ -123,3 +123,61 @@ fn spec_errors_are_compile_errors() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
 }
+
+/// NaN in the input reaches the output as in PyTorch (relu, pools and the fused epilogues
+/// keep it), on every kernel path this CPU has and in the interpreter; the other sample of
+/// the batch stays finite and equal to the interpreter.
+#[test]
+fn nan_in_the_input_propagates_on_every_path() {
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let model = CifarResnet20::load(fx.join("weights.safetensors")).unwrap();
+    let mut x = Array4::from_shape_fn((2, 3, 32, 32), |(n, c, h, w)| ((n * 7 + c * 5 + h * 3 + w) % 11) as f32 / 5.0 - 1.0);
+    x[[0, 1, 10, 20]] = f32::NAN;
+    let g = compile_file(&root().join("specs/cifar_resnet20.resnet"), &Options::default()).unwrap().graph;
+    let w =
+        WeightFile::open(&fx.join("weights.safetensors")).unwrap().load(&interp::expected_weights(&g), &LoadOptions::default()).unwrap();
+    let oracle = interp::forward(&g, &w, x.view()).unwrap();
+    assert!(oracle.row(0).iter().all(|v| v.is_nan()), "the interpreter drops the NaN: {:?}", oracle.row(0));
+    for isa in resnetc::runtime::Isa::available() {
+        let mut ws = Workspace::with_isa(isa).unwrap();
+        assert_eq!(ws.isa(), isa);
+        let y = model.forward_into(x.view(), &mut ws).unwrap().to_owned();
+        assert!(y.row(0).iter().all(|v| v.is_nan()), "{isa}: a NaN input gave {:?}", y.row(0));
+        let clean = max_diff(
+            &y.slice(resnetc::runtime::ndarray::s![1..2, ..]).to_owned(),
+            &oracle.slice(resnetc::runtime::ndarray::s![1..2, ..]).to_owned(),
+        );
+        assert!(clean <= 1e-4, "{isa}: {clean}");
+    }
+}
+
+/// A generated model is `Send + Sync`: threads with their own workspaces share one model
+/// and get what a sequential call gets.
+#[test]
+fn one_model_serves_several_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CifarResnet20>();
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let model = CifarResnet20::load(fx.join("weights.safetensors")).unwrap();
+    let inputs: Vec<Array4<f32>> = (0..4)
+        .map(|s| Array4::from_shape_fn((2, 3, 32, 32), |(n, c, h, w)| ((s * 13 + n * 7 + c * 5 + h * 3 + w) % 17) as f32 / 8.0 - 1.0))
+        .collect();
+    let sequential: Vec<_> = inputs.iter().map(|x| model.forward(x.view()).unwrap()).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .iter()
+            .map(|x| {
+                let model = &model;
+                scope.spawn(move || {
+                    let mut ws = Workspace::new();
+                    (0..5).map(|_| model.forward_into(x.view(), &mut ws).unwrap().to_owned()).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for (h, want) in handles.into_iter().zip(&sequential) {
+            for got in h.join().unwrap() {
+                assert_eq!(&got, want, "a thread got another answer than the sequential call");
+            }
+        }
+    });
+}

@@ -99,7 +99,8 @@ impl Diagnostic {
         Diagnostic { message: message.into(), span: Some(span), label: "here".into(), help: None, notes: vec![], suggestion: None }
     }
 
-    /// An error that is not about a place in a file (a bad `--set`, say).
+    /// An error that is not about a place in a file (a value set for a parameter the
+    /// network does not have, say).
     pub fn global(message: impl Into<String>) -> Diagnostic {
         Diagnostic { message: message.into(), span: None, label: String::new(), help: None, notes: vec![], suggestion: None }
     }
@@ -150,6 +151,34 @@ impl CompileError {
         self
     }
 
+    /// Whether `d` points into a line too long to draw.
+    fn long_line(&self, d: &Diagnostic) -> bool {
+        const MAX_DRAWN_LINE: usize = 2000;
+        d.span.iter().chain(d.notes.iter().map(|(s, _)| s)).any(|span| {
+            let Some(file) = self.sources.files().nth(span.file.0 as usize) else { return false };
+            let text = &file.text;
+            let at = span.start.min(text.len());
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            end - start > MAX_DRAWN_LINE || span.end.saturating_sub(span.start) > MAX_DRAWN_LINE
+        })
+    }
+
+    /// `error: message`, `--> file:line:col`, the label and the help, without the source.
+    fn render_plain(&self, d: &Diagnostic) -> String {
+        let mut out = format!("error: {}\n", d.message);
+        if let Some(span) = d.span {
+            if let Some(file) = self.sources.files().nth(span.file.0 as usize) {
+                let (line, col) = self.sources.line_col(span.file, span.start);
+                out.push_str(&format!("  --> {}:{line}:{col}: {}\n", file.name, d.label));
+            }
+        }
+        if let Some(h) = &d.help {
+            out.push_str(&format!("  help: {h}\n"));
+        }
+        out
+    }
+
     /// Renders all diagnostics as plain text (ASCII art, no colour): the form used by
     /// snapshots, `compile_error!` and non-terminal output.
     pub fn render(&self) -> String {
@@ -166,6 +195,13 @@ impl CompileError {
         let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100).with_context_lines(1);
         let mut out = String::new();
         for d in &self.diagnostics {
+            // miette draws the whole source line and panics on columns past 65535: very long
+            // lines get a plain rendering with the place as file:line:col.
+            if self.long_line(d) {
+                out.push_str(&self.render_plain(d));
+                out.push('\n');
+                continue;
+            }
             let report = Rendered::new(d, &self.sources);
             if handler.render_report(&mut out, &report).is_err() {
                 out.push_str(&format!("error: {}\n", d.message));

@@ -28,12 +28,38 @@ impl Source {
         Source { name: name.into(), text: text.into(), dir: Some(PathBuf::from(".")), path: None }
     }
 
-    /// Reads a spec from disk.
+    /// Reads a spec from disk (a regular file of at most [`MAX_SPEC_BYTES`]).
     pub fn read(path: &Path) -> std::io::Result<Source> {
-        let text = std::fs::read_to_string(path)?;
+        let text = read_spec(path)?;
         let dir = path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
         Ok(Source { name: path.display().to_string(), text, dir, path: path.canonicalize().ok() })
     }
+}
+
+/// The largest spec file resnetc reads (stock specs are under 2 KiB).
+pub const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// Reads a spec file: it must be a regular file (not a directory, device or pipe) of at
+/// most [`MAX_SPEC_BYTES`], in UTF-8.
+pub fn read_spec(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(Error::new(ErrorKind::InvalidInput, "it is a directory, not a spec file"));
+    }
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "it is not a regular file"));
+    }
+    let mut text = String::new();
+    let file = std::fs::File::open(path)?;
+    file.take(MAX_SPEC_BYTES + 1).read_to_string(&mut text).map_err(|e| match e.kind() {
+        ErrorKind::InvalidData => Error::new(ErrorKind::InvalidData, "it is not UTF-8 text"),
+        _ => e,
+    })?;
+    if text.len() as u64 > MAX_SPEC_BYTES {
+        return Err(Error::new(ErrorKind::InvalidInput, format!("it is larger than {MAX_SPEC_BYTES} bytes")));
+    }
+    Ok(text)
 }
 
 /// The root file and every file it uses, parsed.
@@ -108,7 +134,7 @@ impl Loader {
             return;
         }
         self.seen.push(canonical.clone());
-        match std::fs::read_to_string(&canonical) {
+        match read_spec(&canonical) {
             Ok(text) => {
                 let dir = canonical.parent().map(Path::to_path_buf);
                 self.visit(shown_dir.join(&u.path).display().to_string(), text, dir, Some(canonical));

@@ -55,9 +55,15 @@ fn infer(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize
     infer_env(exe, weights, input, output, threads, &[])
 }
 
-/// Runs `infer`; `portable` forces the portable micro-kernel instead of AVX2+FMA.
+/// Runs `infer` with `env` set and every other `RESNETC_*` variable of this process removed.
 fn infer_env(exe: &Path, weights: &Path, input: &Path, output: &Path, threads: usize, env: &[(&str, &str)]) -> String {
-    let out = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("RESNETC_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
         .envs(env.iter().copied())
         .args(["--weights", weights.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
         .args(["--threads", &threads.to_string()])
@@ -72,6 +78,14 @@ fn check(what: &str, ours: &Path, torch: &Path) {
     let ours = resnetc_runtime::io::read_any(ours, "output").unwrap();
     let torch = resnetc_runtime::io::read_any(torch, "output").unwrap();
     assert_parity(what, ours.view(), torch.view());
+}
+
+/// The `direct, F(2x2), F(4x4)` convolution counts of `infer`'s report.
+fn algorithms(stdout: &str) -> [usize; 3] {
+    let line = stdout.lines().find(|l| l.starts_with("convolutions a pass:")).expect("infer reports the convolutions");
+    let nums: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+    // "…: D direct, F Winograd F(2x2), G Winograd F(4x4)": the digits of 2x2 / 4x4 come along.
+    [nums[0], nums[1], nums[4]]
 }
 
 /// Asserts that `infer`'s report names the kernels that ran.
@@ -111,6 +125,18 @@ fn emitted_crates_match_pytorch() {
                 let what = format!("{spec_name} ({threads} threads, {path}: {kernels})");
                 let stdout = infer_env(&exe, &weights, &io, &y, threads, env);
                 assert_ran(&what, &stdout, kernels);
+                // Which convolution algorithms ran, as the workspace counted them.
+                let [direct, f2, f4] = algorithms(&stdout);
+                match *path {
+                    "no winograd" => assert_eq!((f2, f4), (0, 0), "{what}"),
+                    "winograd 2x2 only" => assert_eq!(f4, 0, "{what}"),
+                    "winograd 4x4 only" => assert_eq!(f2, 0, "{what}"),
+                    _ => {}
+                }
+                if spec_name == "resnet18" {
+                    // Its 3x3 stride-1 convolutions of 64+ channels take Winograd unless off.
+                    assert_eq!(f2 + f4 > 0, *path != "no winograd", "{what}: {direct} {f2} {f4}");
+                }
                 check(&what, &y, &io);
             }
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use resnetc_compiler::analysis::memory_plan;
-use resnetc_compiler::ir::Graph;
+use resnetc_compiler::ir::{Activation, Graph};
 use resnetc_compiler::{compile, compile_file, interp, parity, passes, report, Options, Source};
 use resnetc_runtime::Weights;
 
@@ -116,10 +116,11 @@ fn pass_selection_is_checked() {
 
 /// A random residual network as `.resnet` text.
 fn random_spec() -> impl Strategy<Value = String> {
-    let stage = (0usize..3, 0usize..5, 1usize..3, 1usize..3, 0usize..3, 0usize..7);
-    (1usize..4, 6usize..15, 5usize..13, 1usize..3, 0usize..7, proptest::collection::vec(stage, 1..4), 2usize..6).prop_map(
+    let stage = (0usize..3, 0usize..5, 1usize..3, 1usize..3, 0usize..3, 0usize..Activation::ALL.len());
+    (1usize..4, 6usize..15, 5usize..13, 1usize..3, 0usize..Activation::ALL.len(), proptest::collection::vec(stage, 1..4), 2usize..6).prop_map(
         |(c, h, w, stem_mult, stem_act, stages, classes)| {
-            let acts = ["relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid"];
+            // Every activation the language has.
+            let acts: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
             let kinds = ["projection", "projection always", "pad", "avgdown", "identity"];
             let mut width = 4 * stem_mult;
             let mut body = format!("    input [{c}, {h}, {w}]\n    conv1: conv({width}, k = 3, p = 1)\n    bn1: bn\n    {}\n", acts[stem_act]);

@@ -110,16 +110,25 @@ fn expand_inline(input: TokenStream) -> Result<TokenStream, String> {
     let file = first.file();
     let text = reconstruct(input);
     let source = Source { name: file.clone(), text, dir: Some(manifest_dir()), path: None };
-    let (compiled, _) = compile_with_sources(&source, &Options::default()).map_err(|e| e.with_hints(hint).render())?;
+    let (compiled, _) = compile_with_sources(&source, &Options::default()).map_err(|e| e.with_hints(inline_hint).render())?;
     let name = codegen::type_name(&compiled.graph.name);
     Ok(generate(&compiled, &name, &format!("an inline spec in {file}")))
 }
 
 /// A diagnostic's suggestion in the macro's terms.
+/// A diagnostic's suggestion in the terms of `resnet!(Name = "path", ...)`.
 fn hint(s: &Suggestion) -> String {
     match s {
         Suggestion::SetParameter { name } => format!("in `resnet!`: set({name} = VALUE)"),
         Suggestion::InputShape => "in `resnet!`: input_shape = [C, H, W]".into(),
+    }
+}
+
+/// A diagnostic's suggestion for an inline spec, which takes no options.
+fn inline_hint(s: &Suggestion) -> String {
+    match s {
+        Suggestion::SetParameter { name } => format!("an inline `resnet!` sets nothing from outside: give `{name}` a default"),
+        Suggestion::InputShape => "an inline `resnet!` sets nothing from outside: change `input` in the spec".into(),
     }
 }
 

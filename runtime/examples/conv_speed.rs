@@ -46,7 +46,7 @@ fn main() {
         let direct = ConvSpec::new([c, h, h], o, k).stride(s).padding(p).then(Activation::Relu);
         let algos = if winograd::eligible(&direct) { vec![direct, direct.winograd(2), direct.winograd(4)] } else { vec![direct] };
         for spec in algos {
-            let oh = (h + 2 * p - k) / s + 1;
+            let (oh, _) = spec.output_hw();
             let macs = (o * c * k * k * oh * oh) as f64;
             let x: Vec<f32> = (0..c * h * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
             let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();

@@ -11,7 +11,7 @@ pub fn read_nchw(path: &Path, name: &str) -> Result<Array4<f32>, WeightError> {
     let t = WeightFile::open(path)?.tensor(name)?;
     match t.shape.as_slice() {
         &[n, c, h, w] => Ok(Array4::from_shape_vec((n, c, h, w), t.data).expect("invariant: safetensors validated the size")),
-        _ => Err(WeightError::ShapeMismatch { name: name.to_string(), expected: vec![], found: t.shape }),
+        _ => Err(WeightError::Rank { name: name.to_string(), expected: "4 dimensions [N, C, H, W]".into(), found: t.shape }),
     }
 }
 
@@ -21,7 +21,7 @@ pub fn read_any(path: &Path, name: &str) -> Result<ArrayD<f32>, WeightError> {
     Ok(ArrayD::from_shape_vec(IxDyn(&t.shape), t.data).expect("invariant: safetensors validated the size"))
 }
 
-/// Writes `f32` tensors to a safetensors file.
+/// Writes `f32` tensors to a safetensors file, atomically ([`write_atomic`]).
 pub fn write(path: &Path, tensors: &[(&str, &ArrayD<f32>)]) -> Result<(), WeightError> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
         tensors.iter().map(|(n, a)| (n.to_string(), a.iter().flat_map(|v| v.to_le_bytes()).collect(), a.shape().to_vec())).collect();
@@ -31,7 +31,47 @@ pub fn write(path: &Path, tensors: &[(&str, &ArrayD<f32>)]) -> Result<(), Weight
             (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("invariant: sizes match"))
         })
         .collect();
-    safetensors::serialize_to_file(views, &None, path).map_err(|e| WeightError::Io { path: path.to_path_buf(), reason: e.to_string() })
+    let fail = |reason: String| WeightError::Write { path: path.to_path_buf(), reason };
+    let data = safetensors::serialize(views, &None).map_err(|e| fail(e.to_string()))?;
+    write_atomic(path, &data).map_err(|e| fail(e.to_string()))
+}
+
+/// Writes `data` to `path` through a temporary file in the same folder, renamed over `path`
+/// once complete: readers see the old file or the new one, never a part, and a failure
+/// leaves the old file as it was.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Whether `a` and `b` name the same existing file (through links or different spellings).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return (x.dev(), x.ino()) == (y.dev(), y.ino());
+        }
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Restores the default SIGPIPE action, so that a command-line program piped into `head`

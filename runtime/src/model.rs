@@ -15,6 +15,8 @@ pub enum ModelError {
     InputShape { expected: [usize; 3], found: [usize; 4] },
     #[error("this CPU cannot run the {0} kernels")]
     UnsupportedIsa(crate::fast::Isa),
+    #[error("a batch of {batch} needs {bytes} bytes of working memory, which could not be allocated; use a smaller batch")]
+    OutOfMemory { batch: usize, bytes: u128 },
 }
 
 impl Profile {
@@ -90,6 +92,15 @@ fn owned(table: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
     table.iter().map(|(k, s)| (k.to_string(), s.to_vec())).collect()
 }
 
+/// Grows `v` to at least `len` zeros, reporting allocation failure instead of aborting.
+fn grow(v: &mut Vec<f32>, len: usize) -> Result<(), std::collections::TryReserveError> {
+    if v.len() < len {
+        v.try_reserve_exact(len - v.len())?;
+        v.resize(len, 0.0);
+    }
+    Ok(())
+}
+
 /// One arena holding every value of a model's graph at the offsets of the compiler's memory
 /// plan, reused from one forward pass to the next.
 #[derive(Debug, Default)]
@@ -105,6 +116,8 @@ pub struct Workspace {
     profile: Option<Profile>,
     /// The kernel path every step runs on.
     isa: crate::fast::Isa,
+    /// Convolutions run since the last `begin`: direct, Winograd F(2x2), F(4x4).
+    convs: [usize; 3],
 }
 
 /// Time spent per node: the time between one step's start and the next one's is charged to
@@ -134,6 +147,22 @@ impl Workspace {
         self.isa
     }
 
+    /// How many convolutions the last forward pass ran directly, through Winograd F(2x2)
+    /// and through F(4x4): what actually ran, for reports and tests.
+    pub fn conv_algorithms(&self) -> [usize; 3] {
+        self.convs
+    }
+
+    /// Counts a convolution that ran (a step's bookkeeping).
+    pub(crate) fn count(&mut self, algo: crate::fast::ConvAlgo) {
+        let i = match algo {
+            crate::fast::ConvAlgo::Direct => 0,
+            crate::fast::ConvAlgo::Winograd(2) => 1,
+            crate::fast::ConvAlgo::Winograd(_) => 2,
+        };
+        self.convs[i] += 1;
+    }
+
     /// Checks `input` against `shape`, sizes the arena for its batch (value `i` lives at
     /// `N * offsets[i]`, `N * lens[i]` floats; the arena only ever grows), and copies the
     /// input into value 0, in NHWC. Returns the batch size N.
@@ -155,14 +184,13 @@ impl Workspace {
             self.offsets = offsets.to_vec();
             self.lens = lens.to_vec();
         }
-        if self.arena.len() < n * arena {
-            self.arena.resize(n * arena, 0.0);
-        }
         // The compiler sizes the scratch for one sample; Winograd's grows with the batch.
-        if self.scratch.len() < n * scratch {
-            self.scratch.resize(n * scratch, 0.0);
-        }
+        let oom = || ModelError::OutOfMemory { batch: n, bytes: (n as u128) * (arena as u128 + scratch as u128) * 4 };
+        let (arena_len, scratch_len) = (n.checked_mul(arena).ok_or_else(oom)?, n.checked_mul(scratch).ok_or_else(oom)?);
+        grow(&mut self.arena, arena_len).map_err(|_| oom())?;
+        grow(&mut self.scratch, scratch_len).map_err(|_| oom())?;
         self.n = n;
+        self.convs = [0; 3];
         if let Some(p) = &mut self.profile {
             if p.seconds.len() != lens.len() {
                 p.seconds = vec![0.0; lens.len()];

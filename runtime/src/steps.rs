@@ -18,7 +18,8 @@ impl Workspace {
     pub fn conv(&mut self, x: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let (n, isa) = (self.batch(), self.isa());
         let ([x], y, scratch) = self.step([x], y);
-        fast::conv(isa, x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, scratch, y);
+        let algo = fast::conv(isa, x, n, spec, weight, Epilogue { bias, residual: None, act: spec.act }, scratch, y);
+        self.count(algo);
     }
 
     /// Value `y` = act(conv(value `x`) + bias + value `residual`): a convolution with the
@@ -26,7 +27,8 @@ impl Workspace {
     pub fn conv_add(&mut self, x: usize, residual: usize, y: usize, spec: &ConvSpec, weight: &PackedConv, bias: Option<&[f32]>) {
         let (n, isa) = (self.batch(), self.isa());
         let ([x, r], y, scratch) = self.step([x, residual], y);
-        fast::conv(isa, x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, scratch, y);
+        let algo = fast::conv(isa, x, n, spec, weight, Epilogue { bias, residual: Some(r), act: spec.act }, scratch, y);
+        self.count(algo);
     }
 
     /// Value `y` = batch norm of value `x` (`channels` a pixel); `p` = weight, bias,

@@ -16,6 +16,10 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensorError, SafeTensors};
 pub enum WeightError {
     #[error("cannot read weight file `{path}`: {reason}")]
     Io { path: PathBuf, reason: String },
+    #[error("cannot write `{path}`: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("tensor `{name}` has shape {found:?}; expected {expected}")]
+    Rank { name: String, expected: String, found: Vec<usize> },
     #[error("`{file}` is not a safetensors file: {reason}")]
     NotSafetensors { file: String, reason: String },
     #[error("`{file}` is truncated or corrupt: {reason}")]
@@ -142,6 +146,11 @@ impl WeightFile {
     /// Memory-maps and checks a file.
     pub fn open(path: &Path) -> Result<WeightFile, WeightError> {
         let io = |e: std::io::Error| WeightError::Io { path: path.to_path_buf(), reason: e.to_string() };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() { "it is a directory" } else { "it is not a regular file" };
+            return Err(WeightError::Io { path: path.to_path_buf(), reason: what.into() });
+        }
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process; a file truncated by
         // another process while mapped is outside what any loader can guard against.
@@ -213,7 +222,9 @@ impl WeightFile {
             extra.sort();
             for name in extra {
                 let view = st.tensor(name).map_err(|e| format_error(&self.name, e))?;
-                if is_float(view.dtype()) {
+                // BatchNorm's step counter is a buffer of PyTorch's with no use at inference,
+                // whatever dtype it was saved in.
+                if is_float(view.dtype()) && !name.ends_with("num_batches_tracked") {
                     let hint = match closest(name, wanted.keys().copied()) {
                         Some(c) => format!("; the closest expected name is `{c}`"),
                         None => String::new(),

@@ -12,7 +12,7 @@ use super::SpecArgs;
 pub(crate) struct EmitArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// The model type's name (default: the network's name in CamelCase).
+    /// The model type's name (default: the network's name in CamelCase); a Rust identifier.
     #[arg(long)]
     name: Option<String>,
 }
@@ -21,12 +21,17 @@ pub(crate) struct EmitArgs {
 pub(crate) struct BuildArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// The directory to write the crate into (created if needed).
+    /// The directory to write the crate into (created if needed). A folder that holds
+    /// anything but a crate resnetc wrote is refused unless --force.
     #[arg(long)]
     out: PathBuf,
-    /// The crate's name (default: the network's name).
+    /// The crate's name (default: the network's name): ASCII letters, digits, `-`, `_`.
     #[arg(long)]
     name: Option<String>,
+    /// Write into --out even though it holds files resnetc did not write (they may be
+    /// overwritten).
+    #[arg(long)]
+    force: bool,
 }
 
 /// The flags `run` passes on to the emitted `infer` binary.
@@ -41,17 +46,17 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     input: Option<PathBuf>,
     /// The batch of the random input.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    batch: u64,
     /// Write tensor `output` here.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Threads to split every layer over (default: available cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
     /// Time this many forward passes after a warm-up.
-    #[arg(long)]
-    bench: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    bench: Option<u64>,
     /// With --bench: print the time spent in each layer.
     #[arg(long)]
     profile: bool,
@@ -75,6 +80,7 @@ pub(crate) fn emit(a: &EmitArgs) -> Result<(), ExitCode> {
     let c = a.spec.compile()?;
     let mut opts = CodegenOptions::for_crate(&c.graph, &a.spec.spec.display().to_string());
     if let Some(n) = &a.name {
+        codegen::check_type_name(n).map_err(|e| fail(format!("--name: {e}")))?;
         opts.type_name = n.clone();
     }
     print!("{}", codegen::model_source(&c, &opts));
@@ -82,6 +88,15 @@ pub(crate) fn emit(a: &EmitArgs) -> Result<(), ExitCode> {
 }
 
 pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
+    if let Some(n) = &a.name {
+        package::check_crate_name(n).map_err(|e| fail(format!("--name: {e}")))?;
+    }
+    if !a.force && !package::may_write_into(&a.out) {
+        return Err(fail(format!(
+            "{} is not empty and holds no crate resnetc wrote; choose an empty or new folder, or pass --force",
+            a.out.display()
+        )));
+    }
     let c = a.spec.compile()?;
     let name = a.name.clone().unwrap_or_else(|| package::crate_name(&c.graph.name));
     let start = std::time::Instant::now();
@@ -130,11 +145,18 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     let cache = cache_dir(&a.cache);
     let dir = cache.join(format!("{name}-{key:016x}"));
     let exe = dir.join(if cfg!(windows) { "infer.exe" } else { "infer" });
-    if !exe.exists() {
-        package::write_crate(&dir, &files).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-        build_crate(&dir, &cache.join("target"), &exe)?;
-    } else {
-        eprintln!("using the cached build in {}", dir.display());
+    {
+        // One build at a time in a cache: builds share a target folder, whose `infer` each
+        // copies out. The binary of a keyed folder is written once (renamed into place).
+        std::fs::create_dir_all(&cache).map_err(|e| fail(format!("{}: {e}", cache.display())))?;
+        let lock = std::fs::File::create(cache.join(".lock")).map_err(|e| fail(format!("{}: {e}", cache.display())))?;
+        lock.lock().map_err(|e| fail(format!("cannot lock {}: {e}", cache.display())))?;
+        if !exe.exists() {
+            package::write_crate(&dir, &files).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+            build_crate(&dir, &cache.join("target"), &exe)?;
+        } else {
+            eprintln!("using the cached build in {}", dir.display());
+        }
     }
     let mut cmd = Command::new(&exe);
     let path = |p: &Path| p.display().to_string();
@@ -189,6 +211,9 @@ fn build_crate(dir: &Path, target: &Path, exe: &Path) -> Result<(), ExitCode> {
         return Err(fail(format!("cargo build failed for the emitted crate in {}", dir.display())));
     }
     let built = target.join("release").join(exe.file_name().expect("invariant: exe has a name"));
-    std::fs::copy(&built, exe).map_err(|e| fail(format!("cannot copy {}: {e}", built.display())))?;
+    let tmp = exe.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::copy(&built, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, exe))
+        .map_err(|e| fail(format!("cannot copy {} to {}: {e}", built.display(), exe.display())))?;
     Ok(())
 }

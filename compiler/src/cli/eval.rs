@@ -35,6 +35,11 @@ pub(crate) fn run(a: &EvalArgs) -> Result<(), ExitCode> {
         eprintln!("error: {msg}");
         ExitCode::from(1)
     };
+    for (what, input) in [("the spec", &a.spec.spec), ("--weights", &a.weights), ("--input", &a.input)] {
+        if io::same_file(&a.output, input) {
+            return Err(fail(format!("--output {} is {what}; refusing to overwrite an input of this command", a.output.display())));
+        }
+    }
     let expected = interp::expected_weights(&graph);
     let weights = WeightFile::open(&a.weights)
         .and_then(|f| f.load(&expected, &LoadOptions { allow_unexpected: a.allow_unexpected }))

@@ -168,7 +168,13 @@ pub fn main() -> ExitCode {
         }),
         Command::Params(spec) => spec.compile().map(|c| print!("{}", report::params_listing(&c.graph))),
         Command::Graph(a) => a.spec.compile_with(Options { stop_after: a.after.clone(), ..a.spec.options() }).map(|c| match a.format {
-            GraphFormat::Text => print!("{}", c.graph.dump()),
+            GraphFormat::Text => {
+                print!("{}", c.graph.dump());
+                for r in &c.reports {
+                    println!("// {}: {}", r.pass, r.summary);
+                }
+                println!("// memory plan: {}", c.memory.summary());
+            }
             GraphFormat::Dot => print!("{}", c.graph.to_dot()),
         }),
         Command::Eval(a) => eval::run(&a),

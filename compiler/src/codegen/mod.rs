@@ -57,6 +57,19 @@ pub fn type_name(network: &str) -> String {
         .to_string()
 }
 
+/// Checks a model type name: a Rust identifier that is not a keyword, starting with a
+/// letter.
+pub fn check_type_name(name: &str) -> Result<(), String> {
+    let ident = syn::parse_str::<syn::Ident>(name).is_ok() && name.starts_with(|c: char| c.is_ascii_alphabetic());
+    if ident {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid type name: use a Rust identifier (letters, digits, `_`, starting with a letter; not a keyword)"
+        ))
+    }
+}
+
 /// A marker macro whose calls become `// ...` comments in formatted source.
 const COMMENT_MARKER: &str = "__resnetc_comment";
 

@@ -1,4 +1,4 @@
-//! One `emit_*` function a op: the step of one node, on its static shapes.
+//! The step of every node, on its static shapes: one `match` arm an op in [`emit`].
 //!
 //! Convolutions and pools get a named descriptor constant (`LAYER1_0_CONV1`) holding their
 //! static shapes; every node becomes one `ws.<op>(...)` line.

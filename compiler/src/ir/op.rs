@@ -132,7 +132,7 @@ impl Op {
             Op::Linear { out_features, .. } => Shape::new(out_features, 1, 1),
             Op::PadChannels { before, after, stride } => {
                 let c = input.c.checked_add(before)?.checked_add(after)?;
-                let sub = |size: usize| size.checked_sub(1).and_then(|s| s.checked_div(stride)).map(|s| s + 1);
+                let sub = |size: usize| super::window_out(size, 1, stride, 0, 1, false);
                 Shape::new(c, sub(input.h)?, sub(input.w)?)
             }
         };

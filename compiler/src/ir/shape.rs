@@ -45,8 +45,9 @@ pub fn matching_stride(from: Shape, to: Shape) -> Option<usize> {
     if from.h == 0 || from.w == 0 || to.h == 0 || to.w == 0 {
         return None;
     }
-    // (size - 1) / s + 1 is non-increasing in s: the first stride small enough for both axes.
-    (1..=from.h.max(from.w)).find(|s| (from.h - 1) / s + 1 == to.h && (from.w - 1) / s + 1 == to.w)
+    // A 1-tap window's output is non-increasing in the stride: the first small enough.
+    let out = |size, s| window_out(size, 1, s, 0, 1, false);
+    (1..=from.h.max(from.w)).find(|&s| out(from.h, s) == Some(to.h) && out(from.w, s) == Some(to.w))
 }
 
 /// The ops a named shortcut becomes for a given pair of shapes (the `shortcut` pass builds

@@ -14,17 +14,17 @@ pub enum VerifyError {
     Arity { node: NodeId, name: String, expected: usize, found: usize },
     #[error("node %{node} ({name}) has an empty shape", node = .node.0)]
     EmptyShape { node: NodeId, name: String },
-    #[error("the output %{0:?} is not a node")]
+    #[error("the output %{} is not a node", .0.0)]
     Output(NodeId),
-    #[error("node %{node} ({name}) reads tensor {tensor:?}, which does not exist", node = .node.0)]
+    #[error("node %{node} ({name}) reads tensor #{tensor}, which does not exist", node = .node.0, tensor = .tensor.0)]
     DanglingTensor { node: NodeId, name: String, tensor: TensorId },
-    #[error("tensor {0:?} of the weight file comes after a derived tensor")]
+    #[error("tensor #{} of the weight file comes after a derived tensor", .0.0)]
     FileAfterDerived(TensorId),
-    #[error("derived tensor {0:?} is not made by the transform at its place (two a transform, in order)")]
+    #[error("derived tensor #{} is not made by the transform at its place (two a transform, in order)", .0.0)]
     DerivedOutOfOrder(TensorId),
     #[error("node %{node} ({name}) has shape {found}, its op's shape rule gives {expected:?}", node = .node.0)]
     ShapeRule { node: NodeId, name: String, expected: Option<super::Shape>, found: super::Shape },
-    #[error("a shortcut node (%{0:?}) is left after the shortcut pass")]
+    #[error("a shortcut node (%{}) is left after the shortcut pass", .0.0)]
     UnexpandedShortcut(NodeId),
 }
 

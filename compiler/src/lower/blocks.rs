@@ -237,6 +237,14 @@ impl<'p> Lowerer<'p> {
                     self.mismatch(sc.span, k, from, to_shape);
                     return None;
                 }
+                let projects = matches!(kind, IrShortcut::Projection { .. } | IrShortcut::AvgDown { .. });
+                if projects && from.c.checked_mul(to_shape.c).is_none_or(|n| n > super::MAX_TENSOR_ELEMENTS) {
+                    self.diags.push(
+                        Diagnostic::error(sc.span, format!("the projection from {} to {} channels would be too large", from.c, to_shape.c))
+                            .label("too large"),
+                    );
+                    return None;
+                }
                 self.graph.push(Op::Shortcut(kind), vec![src], to_shape, path.clone(), Some(sc.span))
             }
         };

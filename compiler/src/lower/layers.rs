@@ -19,6 +19,13 @@ impl<'p> Lowerer<'p> {
     pub(super) fn layer(&mut self, layer: &'p Layer, env: &Env, path: &str, x: NodeId) -> Option<NodeId> {
         let name = layer.op.text.as_str();
         let Some(builtin) = builtins::find(name) else {
+            if layer.body.is_some() && self.blocks.contains_key(name) {
+                self.diags.push(
+                    Diagnostic::error(layer.span, format!("block `{name}` takes no `{{ ... }}` body"))
+                        .help("only `seq` and shortcuts have bodies"),
+                );
+                return None;
+            }
             return match self.blocks.get(name).copied() {
                 Some(def) => self.block_call(def, layer, &layer.args, env, path, x),
                 None => {
@@ -106,7 +113,7 @@ impl<'p> Lowerer<'p> {
                 ),
             )
             .label("does not divide the channels"),
-            Op::Conv2d(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
+            Op::Conv2d(_) | Op::MaxPool(_) | Op::AvgPool(_) if !self.window_fits(op, input) => {
                 let (kernel, padding, dilation) = match op {
                     Op::Conv2d(c) => (c.kernel, c.padding, c.dilation),
                     Op::MaxPool(p) | Op::AvgPool(p) => (p.kernel, p.padding, 1),
@@ -126,6 +133,16 @@ impl<'p> Lowerer<'p> {
                 .label("too large"),
         };
         self.diags.push(d);
+    }
+
+    /// Whether a window op's window fits its input on both axes (else its output is empty).
+    fn window_fits(&self, op: &Op, input: Shape) -> bool {
+        let (k, s, p, d, ceil) = match op {
+            Op::Conv2d(c) => (c.kernel, c.stride, c.padding, c.dilation, false),
+            Op::MaxPool(q) | Op::AvgPool(q) => (q.kernel, q.stride, q.padding, 1, q.ceil_mode),
+            _ => return true,
+        };
+        crate::ir::window_out(input.h, k, s, p, d, ceil).is_some() && crate::ir::window_out(input.w, k, s, p, d, ceil).is_some()
     }
 
     /// A bound integer that must be at least 1.

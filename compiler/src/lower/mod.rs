@@ -26,18 +26,29 @@ use eval::{eval, Env};
 /// cannot overflow unnoticed.
 pub const MAX_DIM: usize = 1 << 24;
 
-/// The most elements a value (per sample) or a weight tensor may have: 2^30 floats, 4 GiB.
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+/// The most elements a value (per sample) or a weight tensor may have: 2^28 floats, 1 GiB
+/// (a 64-channel 2048x2048 feature map).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+
+/// The most nodes a network may lower to (ResNet-152 has about 500).
+pub const MAX_NODES: usize = 100_000;
 
 /// Lowers the root file's network. Returns a graph only when there were no errors.
 pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnostic>) {
-    let mut l = Lowerer { blocks: HashMap::new(), diags: vec![], graph: Graph::new("", Shape::new(1, 1, 1)), stack: vec![] };
+    let mut l =
+        Lowerer { blocks: HashMap::new(), diags: vec![], graph: Graph::new("", Shape::new(1, 1, 1)), stack: vec![], too_many_nodes: false };
     let mut networks = Vec::new();
     for (i, (_, file)) in program.files.iter().enumerate() {
         for item in &file.items {
             match item {
                 Item::Block(def) => {
-                    if let Some(first) = l.blocks.get(def.name.text.as_str()) {
+                    if builtins::find(&def.name.text).is_some() {
+                        l.diags.push(
+                            Diagnostic::error(def.name.span, format!("block `{}` has the name of a built-in op", def.name.text))
+                                .label("shadows the built-in")
+                                .help("rename the block: a layer `NAME(...)` would be ambiguous"),
+                        );
+                    } else if let Some(first) = l.blocks.get(def.name.text.as_str()) {
                         l.diags.push(
                             Diagnostic::error(def.name.span, format!("block `{}` is defined twice", def.name.text))
                                 .label("second definition")
@@ -69,6 +80,9 @@ pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnosti
         }
     };
     l.network(network, opts);
+    if l.diags.is_empty() {
+        l.unique_keys();
+    }
     let Lowerer { graph, diags, .. } = l;
     if diags.is_empty() {
         if let Err(e) = graph.verify() {
@@ -96,6 +110,8 @@ pub(crate) struct Lowerer<'p> {
     graph: Graph,
     /// Blocks being instantiated, to reject a block that contains itself.
     stack: Vec<&'p str>,
+    /// Whether the [`MAX_NODES`] error was reported.
+    too_many_nodes: bool,
 }
 
 /// The outputs of the named layers of a body so far, for `from` and duplicate checks.
@@ -231,6 +247,17 @@ impl<'p> Lowerer<'p> {
                     }
                 }
                 Stmt::Layer(layer) => {
+                    if self.graph.nodes.len() >= MAX_NODES {
+                        if !self.too_many_nodes {
+                            self.too_many_nodes = true;
+                            self.diags.push(
+                                Diagnostic::error(layer.span, format!("the network grows past {MAX_NODES} layers here"))
+                                    .label("too many layers")
+                                    .help("check the `blocks` counts of the stages"),
+                            );
+                        }
+                        return main;
+                    }
                     let local = self.layer_name(layer, index, scope);
                     index += 1;
                     let path = join(prefix, &local);
@@ -286,6 +313,27 @@ impl<'p> Lowerer<'p> {
             (Some(n), _) => n.text.clone(),
             (None, Scope::Sequential) => index.to_string(),
             (None, _) => layer.op.text.clone(),
+        }
+    }
+
+    /// Two layers whose weights would have the same `state_dict` key (names are unique in
+    /// each scope, but paths can still meet, e.g. a layer `a.b` beside a block `a`).
+    fn unique_keys(&mut self) {
+        let mut first: HashMap<&str, Option<Span>> = HashMap::new();
+        for n in &self.graph.nodes {
+            for &t in &n.params {
+                let key = self.graph.tensor(t).key.as_str();
+                if let Some(prev) = first.insert(key, n.span) {
+                    let d = Diagnostic::error(n.span.unwrap_or_default(), format!("two layers have the weight `{key}`"))
+                        .label("second layer with this weight")
+                        .help("rename one of the layers: weight names must be unique");
+                    self.diags.push(match prev {
+                        Some(p) => d.note(p, "first layer with this weight"),
+                        None => d,
+                    });
+                    return;
+                }
+            }
         }
     }
 

@@ -39,7 +39,7 @@ pub fn names() -> Vec<&'static str> {
 
 /// A pass name that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown pass `{name}`{}; the passes are {}", if *.after { " for --after" } else { "" }, names().join(", "))]
+#[error("unknown pass `{name}`{}; the passes are {}", if *.after { " to stop after (or `lower`)" } else { "" }, names().join(", "))]
 pub struct UnknownPass {
     pub name: String,
     /// Named as the pass to stop after (where `lower` is also accepted).

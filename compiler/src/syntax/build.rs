@@ -203,6 +203,19 @@ impl<'t> Builder<'t> {
     fn expr_pairs(&mut self, pairs: Pairs<'_, Rule>) -> Expr {
         let file = self.file;
         let sp = |p: &Pair<'_, Rule>| Span::new(file, p.as_span().start(), p.as_span().end());
+        let operands = pairs.clone().filter(|p| !matches!(p.as_rule(), Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::rem)).count();
+        if operands > super::MAX_EXPR_TERMS {
+            let (first, last) = (pairs.clone().next(), pairs.clone().last());
+            let span = match (first, last) {
+                (Some(a), Some(b)) => sp(&a).to(sp(&b)),
+                _ => Span::new(file, 0, 0),
+            };
+            self.diags.push(
+                Diagnostic::error(span, format!("an expression may have at most {} operands; this has {operands}", super::MAX_EXPR_TERMS))
+                    .label("too long"),
+            );
+            return Expr { kind: ExprKind::Int(0), span };
+        }
         // The Pratt closures cannot borrow `self` mutably; number errors are collected here.
         let diags = std::cell::RefCell::new(Vec::new());
         let e = pratt()

@@ -16,9 +16,23 @@ use crate::diag::{Diagnostic, FileId};
 #[grammar = "syntax/resnet.pest"]
 pub(crate) struct ResnetParser;
 
+/// The deepest nesting of brackets (`(`, `[`, `{`) a spec may have: parsing and lowering
+/// recurse on it, and real specs need a handful.
+pub const MAX_NESTING: usize = 64;
+
+/// The most operands one expression may have (deeper trees would exhaust the stack when
+/// evaluated or dropped; real specs use a few).
+pub const MAX_EXPR_TERMS: usize = 256;
+
 /// Parses one file. Returns the AST of everything that parsed and a diagnostic for each
 /// broken region.
 pub fn parse(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+    if let Some(at) = too_deep(text) {
+        let d = Diagnostic::error(crate::diag::Span::new(file, at, at + 1), format!("brackets nest more than {MAX_NESTING} deep"))
+            .label("too deep")
+            .help("split the spec into blocks");
+        return (ast::File::default(), vec![d]);
+    }
     // Lets errors list the literal tokens (`)`, `,`) that were expected, not only rules.
     pest::set_error_detail(true);
     match ResnetParser::parse(Rule::file, text) {
@@ -31,6 +45,45 @@ pub fn parse(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
         // The recovery rules make the file rule total in practice; this is a last resort.
         Err(e) => (ast::File::default(), vec![errors::convert(file, text, 0, &e)]),
     }
+}
+
+/// The byte offset of the first bracket nested deeper than [`MAX_NESTING`], skipping
+/// comments and strings.
+fn too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut i, mut depth) = (0, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -54,6 +107,19 @@ mod tests {
         let errs = errors("network n {\n  input [3, 8, 8]\n  conv(16, k = )\n  relu\n  linear(10 10)\n}\n");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("expected"), "{errs:?}");
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_expressions_are_errors_not_stack_overflows() {
+        let deep = format!("network n {{ input [3, 8, 8]\n let x = {}1{} }}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(errors(&deep)[0].contains("nest more than"), "{:?}", errors(&deep));
+        let seqs = format!("network n {{ input [3, 8, 8]\n {} relu {} }}", "seq { ".repeat(10_000), "} ".repeat(10_000));
+        assert!(errors(&seqs)[0].contains("nest more than"));
+        let sum = format!("network n {{ input [3, 8, 8]\n let x = {}1\n}}", "1 + ".repeat(30_000));
+        assert!(errors(&sum).iter().any(|e| e.contains("operands")), "{:?}", errors(&sum));
+        // Brackets in comments do not count.
+        let commented = format!("// {}\nnetwork n {{ input [3, 8, 8] }}", "(".repeat(100));
+        assert!(errors(&commented).is_empty());
     }
 
     #[test]

@@ -263,6 +263,9 @@ unsafe fn run_tile(
                 }
                 shifted.as_slice()
             };
+            // SAFETY: the caller's contract (`isa` supported, `y` ours for these outputs);
+            // `segments` keeps every pointer inside `x`, `zeros` or `patch`, and the block
+            // is `width * k` floats long.
             unsafe { kernel(isa, segs, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
         }
         return;
@@ -277,12 +280,14 @@ unsafe fn run_tile(
         segments(x, zeros, patch, g, q0, rows, &mut |seg| {
             let seg = Seg { ptr: seg.ptr.map(|p| p.wrapping_add(gi * g.c)), ..seg };
             if !list.push(seg) {
+                // SAFETY: as above.
                 unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, &tile, first, false) };
                 first = false;
                 list.clear();
                 list.push(seg);
             }
         });
+        // SAFETY: as above.
         unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, &tile, first, true) };
     }
 }

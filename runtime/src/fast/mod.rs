@@ -7,7 +7,8 @@
 //! [`pool`] that never allocates per job. Kernel descriptors ([`ConvSpec`], [`PoolSpec`])
 //! are in [`spec`].
 //!
-//! Every kernel here takes the [`Isa`] it runs on as a value; users get
+//! Every kernel here with code for several instruction sets takes the [`Isa`] it runs on
+//! as a value (the plain-loop steps take none); users get
 //! [`Isa::selected`] through their [`Workspace`](crate::Workspace) (`RESNETC_PORTABLE=1`
 //! forces the portable path, `RESNETC_AVX512=0` keeps to AVX2); tests pass each of
 //! [`Isa::available`].
@@ -18,13 +19,14 @@
 /// `fn $name(isa: Isa, args...)` running `$body` (an `#[inline(always)]` fn with the
 /// other arguments) compiled for `isa`: the plain loops of transforms and pools, written
 /// over 16 lanes, then vectorise to AVX-512 or AVX2 instead of the baseline's SSE2.
-/// `[generics] [generic args]` may be empty. The caller guarantees `isa.supported()`.
+/// `[generics] [generic args]` may be empty. Panics if the CPU does not support `isa`.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident [$($g:tt)*] [$($ga:tt)*] ($($arg:ident : $ty:ty),* $(,)?) => $body:ident) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
         fn $name<$($g)*>(isa: $crate::fast::Isa, $($arg: $ty),*) {
-            debug_assert!(isa.supported());
+            // The `unsafe` calls below rest on this; it is cached, so it costs a load.
+            assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
@@ -38,8 +40,8 @@ macro_rules! multiversion {
                     $body::<$($ga)*>($($arg),*)
                 }
                 match isa {
-                    // SAFETY: the caller guarantees `isa.supported()`: the CPU has
-                    // AVX-512 F/VL, AVX2 and FMA, every feature `wide` is compiled for.
+                    // SAFETY: `isa.supported()` was asserted above: the CPU has AVX-512 F/VL,
+                    // AVX2 and FMA, every feature `wide` is compiled for.
                     $crate::fast::Isa::Avx512 => return unsafe { wide::<$($ga)*>($($arg),*) },
                     // SAFETY: as above, the CPU has AVX2 and FMA.
                     $crate::fast::Isa::Avx2 => return unsafe { narrow::<$($ga)*>($($arg),*) },
@@ -94,12 +96,27 @@ pub fn pack(weight: &[f32], spec: &ConvSpec) -> PackedConv {
 
 /// `y = act(conv(x) + bias + residual)` on NHWC values by `spec`'s algorithm on `isa`
 /// (which the CPU must support); `w` from [`pack`], `scratch` at least [`scratch_len`] for
-/// the batch `n`.
+/// the batch `n`. Returns the algorithm that ran.
 #[allow(clippy::too_many_arguments)]
-pub fn conv(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, w: &PackedConv, epi: Epilogue<'_>, scratch: &mut [f32], y: &mut [f32]) {
+pub fn conv(
+    isa: Isa,
+    x: &[f32],
+    n: usize,
+    spec: &ConvSpec,
+    w: &PackedConv,
+    epi: Epilogue<'_>,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) -> ConvAlgo {
     match winograd_tile(spec) {
-        Some(m) => winograd::conv(isa, x, n, spec, m, w, epi, scratch, y),
-        None => direct::conv(isa, x, n, spec, w, epi, scratch, y),
+        Some(m) => {
+            winograd::conv(isa, x, n, spec, m, w, epi, scratch, y);
+            ConvAlgo::Winograd(m as u8)
+        }
+        None => {
+            direct::conv(isa, x, n, spec, w, epi, scratch, y);
+            ConvAlgo::Direct
+        }
     }
 }
 

@@ -146,7 +146,8 @@ pub fn batch_norm(x: &[f32], c: usize, p: [&[f32]; 4], eps: f32, y: &mut [f32]) 
 /// channels `before` and `after` the input's.
 pub fn pad_channels(x: &[f32], dims: [usize; 4], before: usize, after: usize, stride: usize, y: &mut [f32]) {
     let [n, c, h, w] = dims;
-    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let sub = |size| crate::kernels::window_out(size, 1, stride, 0, 1, false).expect("invariant: the compiler checked the stride");
+    let (oh, ow) = (sub(h), sub(w));
     let oc = before + c + after;
     for (q, out) in y.chunks_exact_mut(oc).take(n * oh * ow).enumerate() {
         let (b, oy, ox) = (q / (oh * ow), q / ow % oh, q % ow);

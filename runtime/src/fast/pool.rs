@@ -6,9 +6,15 @@
 //! (waking a sleeping thread costs tens of microseconds, as much as a small layer) and only
 //! then sleep on a condition variable. Dispatches are serialised, so models may be called
 //! from many threads.
+//!
+//! Soundness: a job borrows the caller's closure with its lifetime erased, so the
+//! dispatcher must not return (or unwind) while a worker may still call it. `Pool::run`
+//! waits for every worker in a drop guard, also when task 0 panics; a panic in a worker is
+//! caught there, recorded, and re-raised on the calling thread once all have finished, so a
+//! layer never returns partial output as if it were whole.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,8 +24,11 @@ const SPIN: Duration = Duration::from_millis(5);
 /// A pointer to a buffer that a pool job's tasks write in disjoint parts.
 #[derive(Clone, Copy)]
 pub struct SharedMut(*mut f32);
-// SAFETY: tasks write disjoint ranges, and `Pool::run` returns only when all have finished.
+// SAFETY: the pointer is only dereferenced by a job's tasks, each in a range no other task
+// touches, and `Pool::run` returns only when all tasks have finished; sending or sharing
+// the address itself is harmless.
 unsafe impl Send for SharedMut {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
@@ -44,6 +53,8 @@ struct Shared {
     job: UnsafeCell<Option<Job>>,
     /// Workers still running the current job.
     remaining: AtomicUsize,
+    /// Whether a worker's task panicked in the current job.
+    panicked: AtomicBool,
     /// Workers asleep (or about to be) on `wake`.
     sleeping: AtomicUsize,
     lock: Mutex<()>,
@@ -52,8 +63,9 @@ struct Shared {
 
 // SAFETY: `job` is written only by the (serialised) dispatcher before it publishes a new
 // generation and while every worker has finished the previous one; workers read it only
-// after seeing that generation. The pointee is `Sync`.
+// after seeing that generation. The pointee is `Sync`. All other fields are `Sync`.
 unsafe impl Sync for Shared {}
+// SAFETY: as for `Sync`: the raw job pointer is only used under that protocol.
 unsafe impl Send for Shared {}
 
 /// The pool.
@@ -66,11 +78,18 @@ pub struct Pool {
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 static POOL: OnceLock<Pool> = OnceLock::new();
 
-/// Sets the thread count of the global pool; only before its first use.
+/// The most threads a pool may have.
+pub const MAX_THREADS: usize = 1024;
+
+/// Sets the thread count of the global pool (1 to [`MAX_THREADS`]); only before its first
+/// use.
 pub fn set_threads(threads: usize) -> Result<(), String> {
-    REQUESTED.store(threads.max(1), Ordering::SeqCst);
+    if threads == 0 || threads > MAX_THREADS {
+        return Err(format!("the thread count must be 1 to {MAX_THREADS}, not {threads}"));
+    }
+    REQUESTED.store(threads, Ordering::SeqCst);
     match POOL.get() {
-        Some(p) if p.threads != threads.max(1) => Err(format!("the thread pool already runs {} threads", p.threads)),
+        Some(p) if p.threads != threads => Err(format!("the thread pool already runs {} threads", p.threads)),
         _ => Ok(()),
     }
 }
@@ -79,7 +98,7 @@ pub fn set_threads(threads: usize) -> Result<(), String> {
 pub fn global() -> &'static Pool {
     POOL.get_or_init(|| {
         let n = match REQUESTED.load(Ordering::SeqCst) {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
             n => n,
         };
         Pool::new(n)
@@ -92,18 +111,23 @@ impl Pool {
             generation: AtomicU64::new(0),
             job: UnsafeCell::new(None),
             remaining: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
             sleeping: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
         });
+        let mut started = 1;
         for index in 1..threads {
             let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("resnetc-{index}"))
-                .spawn(move || worker(&shared, index))
-                .expect("invariant: the OS can start the pool's threads");
+            match std::thread::Builder::new().name(format!("resnetc-{index}")).spawn(move || worker(&shared, index)) {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    eprintln!("resnetc: could start only {started} of {threads} threads ({e}); running on {started}");
+                    break;
+                }
+            }
         }
-        Pool { shared, threads, dispatch: Mutex::new(()) }
+        Pool { shared, threads: started, dispatch: Mutex::new(()) }
     }
 
     pub fn threads(&self) -> usize {
@@ -111,6 +135,9 @@ impl Pool {
     }
 
     /// Runs `f(0)`, ..., `f(threads - 1)` at once and returns when all have finished.
+    ///
+    /// # Panics
+    /// If a task panicked (after every task has finished).
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
         if self.threads == 1 {
             f(0);
@@ -125,15 +152,30 @@ impl Pool {
             let job: *const (dyn Fn(usize) + Sync + 'static) = std::mem::transmute(f as *const (dyn Fn(usize) + Sync));
             *sh.job.get() = Some(Job(job));
         }
+        sh.panicked.store(false, Ordering::SeqCst);
         sh.remaining.store(self.threads - 1, Ordering::SeqCst);
         sh.generation.fetch_add(1, Ordering::SeqCst);
         if sh.sleeping.load(Ordering::SeqCst) > 0 {
             let _g = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
             sh.wake.notify_all();
         }
+        // Waits for every worker when dropped: after task 0, or while it unwinds.
+        let wait = WaitForWorkers(sh);
         f(0);
+        drop(wait);
+        if sh.panicked.swap(false, Ordering::SeqCst) {
+            panic!("a resnetc worker thread panicked in a kernel (its message is above)");
+        }
+    }
+}
+
+/// Spins until every worker has finished the current job.
+struct WaitForWorkers<'a>(&'a Shared);
+
+impl Drop for WaitForWorkers<'_> {
+    fn drop(&mut self) {
         let mut spins = 0u32;
-        while sh.remaining.load(Ordering::Acquire) > 0 {
+        while self.0.remaining.load(Ordering::Acquire) > 0 {
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(4096) {
                 std::thread::yield_now();
@@ -171,15 +213,17 @@ fn worker(shared: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
         seen = next_generation(shared, seen);
-        // SAFETY: the dispatcher wrote the job before publishing this generation and keeps
-        // it (and its pointee) alive until `remaining` reaches zero.
+        // SAFETY: the dispatcher wrote the job before publishing this generation and does
+        // not write it again before `remaining` reaches zero.
         let job = unsafe { (*shared.job.get()).expect("invariant: a new generation carries a job") };
+        // SAFETY: the dispatcher keeps the pointee alive until `remaining` reaches zero (its
+        // `WaitForWorkers` guard waits even while it unwinds).
         let f = unsafe { &*job.0 };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(index)));
-        shared.remaining.fetch_sub(1, Ordering::Release);
         if outcome.is_err() {
-            eprintln!("resnetc: a worker thread panicked in a kernel");
+            shared.panicked.store(true, Ordering::SeqCst);
         }
+        shared.remaining.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -197,5 +241,52 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
         }
+    }
+
+    #[test]
+    fn a_worker_panic_reaches_the_caller_after_every_task_ends() {
+        let pool = super::Pool::new(3);
+        let done = AtomicUsize::new(0);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(&|t| {
+                if t == 1 {
+                    panic!("task 1 fails");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        }));
+        assert!(outcome.is_err(), "the worker's panic must reach the caller");
+        assert_eq!(done.load(Ordering::SeqCst), 2, "tasks 0 and 2 finished before run returned");
+        // The pool still works.
+        let hits = AtomicUsize::new(0);
+        pool.run(&|_| {
+            hits.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_panic_in_task_zero_waits_for_the_workers() {
+        let pool = super::Pool::new(3);
+        let done = AtomicUsize::new(0);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(&|t| {
+                if t == 0 {
+                    panic!("task 0 fails");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        }));
+        assert!(outcome.is_err());
+        // Had run unwound at once, the workers would still be asleep in the closure here.
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn thread_counts_are_bounded() {
+        assert!(super::set_threads(0).is_err());
+        assert!(super::set_threads(super::MAX_THREADS + 1).is_err());
     }
 }

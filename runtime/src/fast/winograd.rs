@@ -425,8 +425,8 @@ mod tests {
     use crate::kernels::Conv2dParams;
     use ndarray::Array4;
 
-    /// Both tile sizes against the plain NCHW kernel (then residual and relu), transforms
-    /// and products on every ISA the CPU has: odd sizes leave partial tiles, padding 0 and 2
+    /// Both tile sizes against the plain NCHW kernel (then residual and each activation),
+    /// transforms and products on every ISA the CPU has: odd sizes leave partial tiles, padding 0 and 2
     /// as well as 1, a batch of 2, channel counts off the 16 lanes.
     #[test]
     fn matches_the_plain_kernel_on_every_isa() {
@@ -446,16 +446,18 @@ mod tests {
             (1, 64, 30, 30, 64, 1),
             (2, 64, 19, 21, 80, 1),
         ];
-        for (m, (n, c, h, w, o, pd)) in [2u8, 4].into_iter().flat_map(|m| cases.map(|case| (m, case))) {
+        for (i, (m, (n, c, h, w, o, pd))) in [2u8, 4].into_iter().flat_map(|m| cases.map(|case| (m, case))).enumerate() {
+            // Every activation through the epilogue of the output transform.
+            let act = Activation::ALL[i % Activation::ALL.len()];
             let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
             let wt = seq(o * c * 9, 2);
             let bias = seq(o, 3);
             let p = Conv2dParams { stride: 1, padding: pd, dilation: 1, groups: 1 };
             let plain = crate::kernels::conv2d(x.view(), &wt, o, 3, Some(&bias), p);
             let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
-            let want = (&plain + &res).mapv(|v| Activation::Relu.apply(v));
+            let want = (&plain + &res).mapv(|v| act.apply(v));
             let (_, _, oh, ow) = plain.dim();
-            let spec = ConvSpec::new([c, h, w], o, 3).padding(pd).then(Activation::Relu).winograd(m);
+            let spec = ConvSpec::new([c, h, w], o, 3).padding(pd).then(act).winograd(m);
             assert!(eligible(&spec));
             let m = usize::from(m);
             let packed = pack(&wt, &spec, m);

@@ -49,7 +49,8 @@ pub fn linear_into(x: &[f32], n: usize, in_features: usize, weight: &[f32], out_
 /// behind.
 pub fn pad_channels(x: ArrayView4<f32>, before: usize, after: usize, stride: usize) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
-    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let sub = |size| super::window_out(size, 1, stride, 0, 1, false).expect("invariant: the compiler checked the stride");
+    let (oh, ow) = (sub(h), sub(w));
     let x = x.as_standard_layout();
     let mut y = Array4::<f32>::zeros((n, before + c + after, oh, ow));
     let ys = y.as_slice_mut().expect("invariant: contiguous");
@@ -60,7 +61,8 @@ pub fn pad_channels(x: ArrayView4<f32>, before: usize, after: usize, stride: usi
 /// [`pad_channels`] on slices of [N, C, H, W] (`dims`).
 fn pad_channels_into(x: &[f32], dims: [usize; 4], before: usize, after: usize, stride: usize, y: &mut [f32]) {
     let [n, c, h, w] = dims;
-    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let sub = |size| super::window_out(size, 1, stride, 0, 1, false).expect("invariant: the compiler checked the stride");
+    let (oh, ow) = (sub(h), sub(w));
     let oc = before + c + after;
     for b in 0..n {
         for ch in 0..oc {

@@ -74,23 +74,40 @@ fn parse_args() -> Result<Args, String> {
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: expected a whole number, found `{v}`"));
+        // A count in 1..=max, or an error that says so (never silently changed).
+        let count = |v: &str, max: u64| -> Result<usize, String> {
+            match num(v)? {
+                n if n >= 1 && n <= max => Ok(n as usize),
+                n => Err(format!("{flag}: expected 1 to {max}, found {n}")),
+            }
+        };
         match flag.as_str() {
             "--weights" => a.weights = Some(value.into()),
             "--random-weights" => a.random_weights = num(&value)?,
             "--input" => a.input = Some(value.into()),
             "--image" => a.image = Some(value.into()),
             "--random-input" => a.random_input = num(&value)?,
-            "--batch" => a.batch = num(&value)?.max(1) as usize,
+            "--batch" => a.batch = count(&value, MAX_BATCH)?,
             "--output" => a.output = Some(value.into()),
-            "--threads" => a.threads = num(&value)?.max(1) as usize,
-            "--bench" => a.bench = Some(num(&value)? as usize),
-            "--top" => a.top = num(&value)? as usize,
+            "--threads" => a.threads = count(&value, {{CRATE}}::runtime::fast::pool::MAX_THREADS as u64)?,
+            "--bench" => a.bench = Some(count(&value, 1_000_000)?),
+            "--top" => a.top = num(&value)?.min(u64::from(u32::MAX)) as usize,
             "--labels" => a.labels = Some(value.into()),
             _ => return Err(format!("unknown flag `{flag}`\n\n{USAGE}")),
         }
     }
+    for (name, input) in [("--weights", &a.weights), ("--input", &a.input), ("--image", &a.image), ("--labels", &a.labels)] {
+        if let (Some(out), Some(input)) = (&a.output, input) {
+            if io::same_file(out, input) {
+                return Err(format!("--output {} is the {name} file; refusing to overwrite an input", out.display()));
+            }
+        }
+    }
     Ok(a)
 }
+
+/// The largest batch of a random input.
+const MAX_BATCH: u64 = 1 << 16;
 
 /// A seeded input in [0, 1).
 fn random_input(n: usize, seed: u64) -> Array4<f32> {
@@ -181,7 +198,14 @@ fn run() -> Result<(), String> {
         (Some(_), Some(_)) => return Err("give --input or --image, not both".into()),
         (Some(p), None) => io::read_nchw(p, "input").map_err(|e| format!("{}: {e}", p.display()))?,
         (None, Some(p)) => load_image(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        (None, None) => random_input(args.batch, args.random_input),
+        (None, None) => {
+            let [c, h, w] = Model::INPUT_SHAPE;
+            let floats = args.batch.checked_mul(c * h * w).filter(|&f| f <= 1 << 30);
+            if floats.is_none() {
+                return Err(format!("--batch {}: a random input that large would not fit in memory", args.batch));
+            }
+            random_input(args.batch, args.random_input)
+        }
     };
     let n = input.dim().0;
     let threads = args.threads.max(1);
@@ -189,10 +213,11 @@ fn run() -> Result<(), String> {
     // Loading includes packing the weights for the kernels, done once.
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
     let mut ws = Workspace::new();
-    let kernels = match {{CRATE}}::runtime::fast::winograd_forced() {
-        None => format!("{}", ws.isa()),
-        Some(0) => format!("{}, Winograd off", ws.isa()),
-        Some(m) => format!("{}, Winograd F({m}x{m}) forced", ws.isa()),
+    let isa = ws.isa();
+    let (kernels, winograd) = match {{CRATE}}::runtime::fast::winograd_forced() {
+        None => (format!("{isa}"), "auto".to_string()),
+        Some(0) => (format!("{isa}, Winograd off"), "off".to_string()),
+        Some(m) => (format!("{isa}, Winograd F({m}x{m}) forced"), format!("{m}")),
     };
     let mut out = Array2::<f32>::zeros((n, Model::OUTPUT_FEATURES));
     let start = Instant::now();
@@ -211,10 +236,11 @@ fn run() -> Result<(), String> {
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
         println!(
-            "median_ms={:.3} min_ms={:.3} runs={} threads={threads} batch={n} kernels={kernels}",
+            "median_ms={:.3} min_ms={:.3} runs={} threads={threads} batch={n} kernels={} winograd={winograd}",
             times[times.len() / 2],
             times[0],
-            times.len()
+            times.len(),
+            isa.name().replace(' ', "_")
         );
         if args.profile {
             print_profile(&model, &input, &mut ws, &mut out, runs.max(1))?;
@@ -227,11 +253,13 @@ fn run() -> Result<(), String> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.lines().map(str::to_string).collect(),
         None => vec![],
     };
+    let [direct, f2, f4] = ws.conv_algorithms();
     println!(
         "output [{n}, {}]: load {load_ms:.1} ms, first pass {first_ms:.1} ms ({threads} thread{}, {kernels} kernels)",
         Model::OUTPUT_FEATURES,
         if threads == 1 { "" } else { "s" }
     );
+    println!("convolutions a pass: {direct} direct, {f2} Winograd F(2x2), {f4} Winograd F(4x4)");
     for (row, logits) in out.axis_iter(Axis(0)).enumerate().take(8) {
         let mut idx: Vec<usize> = (0..logits.len()).collect();
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));

@@ -1,0 +1,200 @@
+//! Hostile input, end to end: the reliability report's reproducers, each a regression test.
+//! Nothing here may panic, hang, run out of memory, destroy a file or give a silent wrong
+//! answer; every failure is an error that names the file, the flag or the tensor.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn resnetc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_resnetc")).args(args).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A spec file in `dir` with `text`.
+fn spec(dir: &Path, text: &str) -> String {
+    let p = dir.join("s.resnet");
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// An error (exit 1), never a crash: no panic message, no signal.
+fn fails_cleanly(args: &[&str]) -> String {
+    let (code, _, err) = resnetc(args);
+    assert_eq!(code, 1, "{args:?} should fail with 1: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?} panicked: {err}");
+    err
+}
+
+#[test]
+fn eval_never_writes_over_its_own_inputs() {
+    let d = scratch("eval");
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let (w, x) = (d.join("w.safetensors"), d.join("x.safetensors"));
+    std::fs::copy(fx.join("weights.safetensors"), &w).unwrap();
+    std::fs::copy(fx.join("io.safetensors"), &x).unwrap();
+    let before: Vec<Vec<u8>> = [&w, &x].iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let s = root().join("specs/cifar_resnet20.resnet");
+    let spec_before = std::fs::read(&s).unwrap();
+    for out in [&x, &w, &s] {
+        let err = fails_cleanly(&[
+            "eval",
+            s.to_str().unwrap(),
+            "--weights",
+            w.to_str().unwrap(),
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(err.contains("refusing to overwrite an input"), "{err}");
+    }
+    let after: Vec<Vec<u8>> = [&w, &x].iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert_eq!(before, after);
+    assert_eq!(spec_before, std::fs::read(&s).unwrap());
+    // A failed write is reported as a write, naming the path.
+    let err = fails_cleanly(&[
+        "eval",
+        s.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        d.join("no/such/dir/y.safetensors").to_str().unwrap(),
+    ]);
+    assert!(err.contains("cannot write") && err.contains("no/such/dir"), "{err}");
+    // A weights path that is a directory says so.
+    let err =
+        fails_cleanly(&["eval", s.to_str().unwrap(), "--weights", d.to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", "y"]);
+    assert!(err.contains("it is a directory"), "{err}");
+}
+
+#[test]
+fn build_keeps_a_users_folder_and_validates_names() {
+    let d = scratch("build");
+    let mine = d.join("mine");
+    std::fs::create_dir_all(mine.join("src")).unwrap();
+    std::fs::write(mine.join("Cargo.toml"), "# my own\n").unwrap();
+    std::fs::write(mine.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let err = fails_cleanly(&["build", "specs/cifar_resnet20.resnet", "--out", mine.to_str().unwrap()]);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(mine.join("Cargo.toml")).unwrap(), "# my own\n");
+    assert_eq!(std::fs::read_to_string(mine.join("src/main.rs")).unwrap(), "fn main() {}\n");
+    // A folder resnetc wrote may be written again; --force writes into the user's.
+    let ours = d.join("ours");
+    for _ in 0..2 {
+        let (code, _, err) = resnetc(&["build", "specs/cifar_resnet20.resnet", "--out", ours.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = resnetc(&["build", "specs/cifar_resnet20.resnet", "--out", mine.to_str().unwrap(), "--force"]);
+    assert_eq!(code, 0, "{err}");
+    for name in ["x\"\nversion = \"9", "a b", "1abc", ""] {
+        let err = fails_cleanly(&["build", "specs/cifar_resnet20.resnet", "--out", d.join("n").to_str().unwrap(), "--name", name]);
+        assert!(err.contains("not a valid crate name"), "{name:?}: {err}");
+    }
+    for name in ["a b", "fn", "1x", "Self", ""] {
+        let err = fails_cleanly(&["emit", "specs/cifar_resnet20.resnet", "--name", name]);
+        assert!(err.contains("not a valid type name"), "{name:?}: {err}");
+    }
+}
+
+#[test]
+fn numbers_from_users_never_wrap() {
+    let d = scratch("numbers");
+    // A padding near 2^63 used to give a 30x30 output.
+    let s = spec(&d, "network n { input [3, 32, 32]\n conv1: conv(16, k = 1, p = 9223372036854775807) }");
+    let err = fails_cleanly(&["check", &s]);
+    assert!(err.contains("larger than resnetc supports"), "{err}");
+    // Channel counts whose MACs or sizes overflow.
+    let s = spec(&d, "network n { input [3, 32, 32]\n conv1: conv(4000000000, k = 3) }");
+    let err = fails_cleanly(&["check", &s]);
+    assert!(err.contains("larger than resnetc supports") || err.contains("too large"), "{err}");
+    // Input dimensions whose product overflows, or that would not fit in memory.
+    for dims in ["[3, 100000, 100000]", "[4294967296, 4294967296, 4294967296]"] {
+        let s = spec(&d, &format!("network n {{ input {dims}\n relu }}"));
+        let err = fails_cleanly(&["check", &s]);
+        assert!(err.contains("input"), "{err}");
+    }
+    let err = fails_cleanly(&["check", "specs/resnet18.resnet", "--set", "classes=1e20"]);
+    assert!(err.contains("must be an integer") || err.contains("classes"), "{err}");
+    let err = fails_cleanly(&["check", "specs/resnet18.resnet", "--set", "classes=99999999999999999999"]);
+    assert!(err.contains("does not fit in a 64-bit"), "{err}");
+    let s = spec(&d, "network n { input [3, 8, 8]\n layer1: stage(b, blocks = 1000000) }\nblock b() { relu }");
+    let err = fails_cleanly(&["check", &s]);
+    assert!(err.contains("more than a stage may repeat"), "{err}");
+    for (flag, value) in
+        [("--batch", "0"), ("--batch", "18446744073709551615"), ("--threads", "0"), ("--threads", "100000"), ("--bench", "0")]
+    {
+        let (code, _, err) = resnetc(&["run", "specs/cifar_resnet20.resnet", flag, value]);
+        assert_eq!(code, 2, "{flag} {value} is a usage error: {err}");
+        assert!(err.contains(flag), "{err}");
+    }
+}
+
+#[test]
+fn deep_or_huge_specs_are_errors_not_crashes() {
+    let d = scratch("deep");
+    let cases = [
+        format!("network n {{ input [3, 8, 8]\n {} relu {} }}", "seq { ".repeat(10_000), "} ".repeat(10_000)),
+        format!("network n {{ input [3, 8, 8]\n let x = {}1{}\n relu }}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!("network n {{ input [3, 8, 8]\n let x = {}1\n relu }}", "1 + ".repeat(30_000)),
+        // An error past column 65535.
+        format!("network n {{ input [3, 8, 8]\n relu{} bogus(1) }}", " ".repeat(70_000)),
+        // A block named like a built-in op.
+        "network n { input [3, 8, 8]\n relu }\nblock relu() { sigmoid }".to_string(),
+        // Two layers with the same state_dict key.
+        "network n { input [3, 8, 8]\n a: seq { b: conv(4, k = 1) }\n a.b: conv(4, k = 1) }".to_string(),
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        let s = spec(&d, text);
+        let err = fails_cleanly(&["check", &s]);
+        assert!(err.contains("s.resnet"), "case {i}: {err}");
+    }
+    // Not a regular file, and files too large to be specs.
+    let err = fails_cleanly(&["check", "/dev/zero"]);
+    assert!(err.contains("not a regular file"), "{err}");
+    let s = spec(&d, "network n { input [3, 8, 8]\n use \"/dev/zero\"\n relu }");
+    let _ = fails_cleanly(&["check", &s]);
+    let big = d.join("big.resnet");
+    std::fs::write(&big, format!("network n {{ input [3, 8, 8]\n{}}}", "relu\n".repeat(300_000))).unwrap();
+    let err = fails_cleanly(&["check", big.to_str().unwrap()]);
+    assert!(err.contains("larger than"), "{err}");
+    let err = fails_cleanly(&["check", d.to_str().unwrap()]);
+    assert!(err.contains("directory"), "{err}");
+}
+
+/// Two `run`s of one spec with different `--set`s at once each get their own model, and so
+/// does every later run (the cache is keyed by the generated code and locked while building).
+#[test]
+fn concurrent_runs_serve_the_right_model() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-cache");
+    let spawn = |classes: &str| {
+        Command::new(env!("CARGO_BIN_EXE_resnetc"))
+            .args(["run", "specs/cifar_resnet20.resnet", "--set", &format!("classes={classes}"), "--cache", cache.to_str().unwrap()])
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("16"), spawn("17"));
+    for (child, classes) in [(a, 16), (b, 17)] {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(&format!("output [1, {classes}]")), "classes={classes}: {stdout}");
+    }
+    let out = spawn("16").wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("output [1, 16]"));
+}
