@@ -44,6 +44,26 @@ fn a_good_file_loads_and_skips_counters() {
 }
 
 #[test]
+fn a_counter_saved_as_a_float_is_still_a_counter() {
+    let mut t = good();
+    t[2] = ("bn1.num_batches_tracked", Dtype::F32, vec![], f32s(&[7.0]));
+    let w = load(file(&t), &LoadOptions::default()).unwrap();
+    assert!(w.get("bn1.num_batches_tracked").is_none());
+}
+
+#[test]
+fn a_directory_or_an_input_of_the_wrong_rank_says_so() {
+    let dir = std::env::temp_dir();
+    let e = WeightFile::open(&dir).err().unwrap().to_string();
+    assert!(e.contains("it is a directory"), "{e}");
+    let p = dir.join(format!("resnetc-rank-{}.safetensors", std::process::id()));
+    std::fs::write(&p, file(&[("input", Dtype::F32, vec![2, 3], f32s(&[0.0; 6]))])).unwrap();
+    let e = resnetc_runtime::io::read_nchw(&p, "input").err().unwrap().to_string();
+    std::fs::remove_file(&p).ok();
+    assert!(e.contains("[2, 3]") && e.contains("4 dimensions [N, C, H, W]"), "{e}");
+}
+
+#[test]
 fn f16_and_bf16_are_converted() {
     let mut t = good();
     t[0] = (
@@ -134,7 +154,8 @@ fn a_missing_path_is_an_io_error() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
-    /// Flipped, overwritten and truncated bytes: an error or a load, never a panic.
+    /// Flipped, overwritten and truncated bytes: an error or a load, never a panic. (Most
+    /// truncations fail early; the test below keeps the length.)
     #[test]
     fn damaged_files_never_panic(edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..8), cut in any::<u16>()) {
         let mut bytes = file(&good());
@@ -147,6 +168,38 @@ proptest! {
         if let Ok(f) = WeightFile::from_bytes(bytes) {
             let _ = f.load(&expected(), &LoadOptions::default());
             let _ = f.tensors();
+        }
+    }
+
+    /// Damage that keeps the length (header values, offsets, dtypes, data bytes): an error,
+    /// or a load whose every value is exactly what the file holds at the tensor's place;
+    /// damage to the data alone always loads, with the damaged values.
+    #[test]
+    fn damage_that_keeps_the_length_is_caught_or_loaded_exactly(edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..6), header in any::<bool>()) {
+        let clean = file(&good());
+        let header_len = u64::from_le_bytes(clean[..8].try_into().unwrap()) as usize + 8;
+        let mut bytes = clean.clone();
+        for (pos, val) in edits {
+            // Half the cases aim at the header (its length, names, dtypes, shapes, offsets).
+            let i = if header { pos as usize % header_len } else { header_len + pos as usize % (clean.len() - header_len) };
+            bytes[i] = val;
+        }
+        prop_assert_eq!(bytes.len(), clean.len());
+        let data_only = bytes[..header_len] == clean[..header_len];
+        match WeightFile::from_bytes(bytes.clone()).and_then(|f| f.load(&expected(), &LoadOptions::default())) {
+            Ok(w) => {
+                let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+                for (name, shape) in expected() {
+                    let t = st.tensor(&name).unwrap();
+                    prop_assert_eq!(t.shape(), shape.as_slice());
+                    if t.dtype() == Dtype::F32 {
+                        let want: Vec<u32> = t.data().chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+                        let got: Vec<u32> = w.data(&name).iter().map(|v| v.to_bits()).collect();
+                        prop_assert_eq!(got, want, "{}", name);
+                    }
+                }
+            }
+            Err(e) => prop_assert!(!data_only, "damage to the data alone must load: {}", e),
         }
     }
 

@@ -17,7 +17,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Int(_) => "an integer",
-            Value::Float(_) => "a number with a fraction",
+            Value::Float(_) => "a floating-point number",
             Value::Bool(_) => "a boolean",
         }
     }
@@ -40,6 +40,9 @@ impl Value {
             return Err(format!("does not fit in a 64-bit integer (at most {})", i64::MAX));
         }
         match t.parse::<f64>() {
+            Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() >= 9.2e18 => {
+                Err(format!("does not fit in a 64-bit integer (at most {})", i64::MAX))
+            }
             Ok(x) if x.is_finite() => Ok(Value::Float(x)),
             Ok(_) => Err("is not a finite number".into()),
             Err(_) => Err("is not a number or a boolean (true, false)".into()),
