@@ -68,6 +68,9 @@ pub struct Program {
     pub sources: SourceMap,
     /// Parsed files; the root is first.
     pub files: Vec<(FileId, ast::File)>,
+    /// The canonical paths of the files read from disk (the root, if it is a file, and every
+    /// file it uses): what a command must never write over.
+    pub paths: Vec<PathBuf>,
 }
 
 /// Parses `root` and, transitively, the files it uses. Never stops at the first error.
@@ -90,6 +93,9 @@ struct Loader {
 impl Loader {
     fn visit(&mut self, name: String, text: String, dir: Option<PathBuf>, key: Option<PathBuf>) {
         let id = self.program.sources.add(name, text);
+        if let Some(k) = &key {
+            self.program.paths.push(k.clone());
+        }
         let (file, diags) = syntax::parse(id, &self.program.sources.get(id).text);
         self.diags.extend(diags);
         let uses: Vec<ast::Use> =

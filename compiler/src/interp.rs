@@ -15,6 +15,29 @@ use crate::ir::{Graph, NodeId, Op, Origin, ParamRole, TensorId, Transform};
 pub enum InterpError {
     #[error("input has shape {found:?}, expected [N, {}, {}, {}] (any batch N >= 1)", .expected[0], .expected[1], .expected[2])]
     InputShape { expected: [usize; 3], found: [usize; 4] },
+    #[error("the reference interpreter would need about {gib:.1} GiB for this input (it keeps every value); use a smaller batch or input")]
+    TooLarge { gib: f64 },
+}
+
+/// The most floats the interpreter may hold at once (16 GiB).
+pub const MAX_FLOATS: u128 = 1 << 32;
+
+/// Floats the interpreter holds for a batch of `n`: every value, plus the largest im2col
+/// buffer (one sample and group).
+fn floats_needed(graph: &Graph, n: usize) -> u128 {
+    let values: u128 = graph.nodes.iter().map(|v| v.shape.len() as u128).sum::<u128>() * n as u128;
+    let im2col = graph
+        .ids()
+        .filter_map(|id| match graph.node(id).op {
+            Op::Conv2d(c) => {
+                let (x, y) = (graph.node(graph.node(id).inputs[0]).shape, graph.node(id).shape);
+                Some((x.c / c.groups) as u128 * (c.kernel * c.kernel) as u128 * (y.h * y.w) as u128)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    values + im2col
 }
 
 /// Every `state_dict` key the graph reads, with its shape: what a weight file must hold.
@@ -78,6 +101,10 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
     let (n, c, h, w) = input.dim();
     if (c, h, w) != (s.c, s.h, s.w) || n == 0 {
         return Err(InterpError::InputShape { expected: [s.c, s.h, s.w], found: [n, c, h, w] });
+    }
+    let need = floats_needed(graph, n);
+    if need > MAX_FLOATS {
+        return Err(InterpError::TooLarge { gib: need as f64 * 4.0 / (1u64 << 30) as f64 });
     }
     let tensors = tensor_values(graph, weights);
     let mut values: Vec<Array4<f32>> = Vec::with_capacity(graph.nodes.len());

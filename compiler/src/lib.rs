@@ -81,6 +81,9 @@ pub struct Compiled {
     pub memory: analysis::MemoryPlan,
     /// What each pass did, in order.
     pub reports: Vec<passes::PassReport>,
+    /// The files the spec was read from (canonical paths): a command's outputs must not
+    /// overwrite them.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Compiles a spec: parse (with `use`s), lower, verify, run the selected passes, analyse.
@@ -105,7 +108,7 @@ pub fn compile_with_sources(source: &Source, options: &Options) -> Result<(Compi
         Some(mut graph) if diagnostics.is_empty() => {
             let reports = passes::run(&mut graph, &selection, options.stop_after.as_deref());
             let memory = analysis::memory_plan::plan(&graph, selection.plans_memory());
-            Ok((Compiled { graph, memory, reports }, program.sources))
+            Ok((Compiled { graph, memory, reports, files: program.paths }, program.sources))
         }
         _ => Err(CompileError { diagnostics, sources: program.sources }),
     }

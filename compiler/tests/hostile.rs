@@ -198,3 +198,129 @@ fn concurrent_runs_serve_the_right_model() {
     let out = spawn("16").wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("output [1, 16]"));
 }
+
+/// The second round of reproducers (a hostile read of the first fixes).
+#[test]
+fn second_round_of_hostile_inputs() {
+    let d = scratch("round2");
+    // A network called `self` compiles to a usable type; bad names are refused.
+    let s = spec(&d, "network self {\n input [1, 8, 8]\n fc: linear(3)\n}");
+    let (code, out, err) = resnetc(&["emit", &s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("SelfModel"), "{out}");
+    for name in ["fn", "self", "std", "resnetc-runtime", "image"] {
+        let err = fails_cleanly(&["build", &s, "--out", d.join("n").to_str().unwrap(), "--name", name]);
+        assert!(err.contains("not a valid crate name"), "{name}: {err}");
+    }
+    for name in ["Result", "Vec", "ConvSpec"] {
+        let err = fails_cleanly(&["emit", &s, "--name", name]);
+        assert!(err.contains("not a valid type name"), "{name}: {err}");
+    }
+    // 850 blocks each calling the next.
+    let mut text = String::from("network n { input [1, 8, 8]\n x: b0(1) }\n");
+    for i in 0..850 {
+        text.push_str(&format!("block b{i}(c) {{ x: b{}(c) }}\n", i + 1));
+    }
+    text.push_str("block b850(c) { relu }\n");
+    let err = fails_cleanly(&["check", &spec(&d, &text)]);
+    assert!(err.contains("blocks nest more than"), "{err}");
+    // Values PyTorch rejects.
+    for layer in ["dropout(p = 2)", "dropout(p = -1)", "bn(eps = -1)", "bn(eps = 0)", "bn(eps = 1e400)"] {
+        let err = fails_cleanly(&["check", &spec(&d, &format!("network n {{ input [1, 8, 8]\n {layer} }}"))]);
+        assert!(err.contains("must be"), "{layer}: {err}");
+    }
+    // Huge batches and thread counts are refused, not reported as u64::MAX or run.
+    let (code, _, err) = resnetc(&["summary", "specs/resnet18.resnet", "--batch", "99999999999999"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = resnetc(&["peak", "--threads", "0"]);
+    assert_eq!(code, 2, "{err}");
+    // The interpreter refuses what it cannot hold instead of aborting.
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let x = d.join("big.safetensors");
+    let big = resnetc_runtime::ndarray::ArrayD::<f32>::zeros(resnetc_runtime::ndarray::IxDyn(&[1, 3, 4096, 4096]));
+    resnetc_runtime::io::write(&x, &[("input", &big)]).unwrap();
+    let w = fx.join("weights.safetensors");
+    let args = [
+        "eval",
+        "specs/cifar_resnet20.resnet",
+        "--input-shape",
+        "3,4096,4096",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+    ];
+    let y = d.join("y.safetensors");
+    let err = fails_cleanly(&[&args[..], &[y.to_str().unwrap()]].concat());
+    assert!(err.contains("GiB"), "{err}");
+    // --output through a symlink writes the link's target; a read-only file is refused;
+    // a file the spec `use`s is protected.
+    let small_x = fx.join("io.safetensors");
+    let target = d.join("target.safetensors");
+    std::fs::write(&target, b"old").unwrap();
+    let link = d.join("link.safetensors");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let eval = |out: &Path, spec: &str| {
+        resnetc(&["eval", spec, "--weights", w.to_str().unwrap(), "--input", small_x.to_str().unwrap(), "--output", out.to_str().unwrap()])
+    };
+    #[cfg(unix)]
+    {
+        let (code, _, err) = eval(&link, "specs/cifar_resnet20.resnet");
+        assert_eq!(code, 0, "{err}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+        assert!(std::fs::metadata(&target).unwrap().len() > 3, "the target got the output");
+    }
+    let ro = d.join("ro.safetensors");
+    std::fs::write(&ro, b"keep").unwrap();
+    let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+    perm.set_readonly(true);
+    std::fs::set_permissions(&ro, perm).unwrap();
+    let (code, _, _) = eval(&ro, "specs/cifar_resnet20.resnet");
+    assert_eq!(code, 1);
+    assert_eq!(std::fs::read(&ro).unwrap(), b"keep");
+    let g = d.join("g");
+    std::fs::create_dir_all(&g).unwrap();
+    for f in ["cifar_resnet20.resnet", "cifar.resnet"] {
+        std::fs::copy(root().join("specs").join(f), g.join(f)).unwrap();
+    }
+    let used = g.join("cifar.resnet");
+    let before = std::fs::read(&used).unwrap();
+    let err = fails_cleanly(&[
+        "eval",
+        g.join("cifar_resnet20.resnet").to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        small_x.to_str().unwrap(),
+        "--output",
+        used.to_str().unwrap(),
+    ]);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read(&used).unwrap(), before);
+    // build --force never writes over the spec; --out a file says so.
+    let sd = d.join("sd");
+    std::fs::create_dir_all(&sd).unwrap();
+    std::fs::copy(root().join("specs/digits_resnet8.resnet"), sd.join("README.md")).unwrap();
+    std::fs::copy(root().join("specs/cifar.resnet"), sd.join("cifar.resnet")).unwrap();
+    let err = fails_cleanly(&["build", sd.join("README.md").to_str().unwrap(), "--out", sd.to_str().unwrap(), "--force"]);
+    assert!(err.contains("which the spec reads"), "{err}");
+    let err = fails_cleanly(&["build", "specs/digits_resnet8.resnet", "--out", target.to_str().unwrap()]);
+    assert!(err.contains("is a file, not a folder"), "{err}");
+    // --after a pass that does not run.
+    let err = fails_cleanly(&["graph", "specs/resnet18.resnet", "--after", "fuse", "-O0"]);
+    assert!(err.contains("cannot stop after `fuse`"), "{err}");
+    // An input file without `input` lists what it has.
+    let err = fails_cleanly(&[
+        "eval",
+        "specs/cifar_resnet20.resnet",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        w.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(err.contains("has no tensor `input`; it has"), "{err}");
+}

@@ -39,8 +39,26 @@ pub fn write(path: &Path, tensors: &[(&str, &ArrayD<f32>)]) -> Result<(), Weight
 /// Writes `data` to `path` through a temporary file in the same folder, renamed over `path`
 /// once complete: readers see the old file or the new one, never a part, and a failure
 /// leaves the old file as it was.
+///
+/// A symbolic link is followed (the link stays, its target gets the data); a device or a
+/// pipe (`/dev/null`) is written through, not replaced; a directory or a read-only file is
+/// an error.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+    use std::io::{Error, ErrorKind, Write};
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let resolved = if is_link { std::fs::canonicalize(path)? } else { path.to_path_buf() };
+    let path = resolved.as_path();
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Err(Error::new(ErrorKind::InvalidInput, "it is a directory"));
+        }
+        if !meta.is_file() {
+            return std::fs::OpenOptions::new().write(true).open(path)?.write_all(data);
+        }
+        if meta.permissions().readonly() {
+            return Err(Error::new(ErrorKind::PermissionDenied, "the file is read-only"));
+        }
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),

@@ -14,8 +14,10 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensorError, SafeTensors};
 /// What can go wrong when loading weights.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WeightError {
-    #[error("cannot read weight file `{path}`: {reason}")]
+    #[error("cannot read `{path}`: {reason}")]
     Io { path: PathBuf, reason: String },
+    #[error("`{file}` has no tensor `{name}`; it has {available}")]
+    NoTensor { file: String, name: String, available: String },
     #[error("cannot write `{path}`: {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("tensor `{name}` has shape {found:?}; expected {expected}")]
@@ -186,11 +188,16 @@ impl WeightFile {
     /// Loads one tensor as `f32`, whatever its name.
     pub fn tensor(&self, name: &str) -> Result<Tensor, WeightError> {
         let st = self.parse()?;
-        let view = st.tensor(name).map_err(|_| WeightError::Missing {
-            name: name.to_string(),
-            expected: vec![],
-            available: st.len(),
-            hint: String::new(),
+        let view = st.tensor(name).map_err(|_| {
+            let mut names = st.names();
+            names.sort();
+            let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+            let available = match names.len() {
+                0 => "none".to_string(),
+                n if n > 8 => format!("{} and {} more", shown.join(", "), n - 8),
+                _ => shown.join(", "),
+            };
+            WeightError::NoTensor { file: self.name.clone(), name: name.to_string(), available }
         })?;
         to_f32(name, &view)
     }

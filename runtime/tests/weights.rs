@@ -148,7 +148,7 @@ fn a_file_that_is_not_safetensors_is_reported() {
 #[test]
 fn a_missing_path_is_an_io_error() {
     let e = WeightFile::open(std::path::Path::new("/nonexistent/w.safetensors")).err().unwrap();
-    assert!(e.to_string().starts_with("cannot read weight file `/nonexistent/w.safetensors`"), "{e}");
+    assert!(e.to_string().starts_with("cannot read `/nonexistent/w.safetensors`"), "{e}");
 }
 
 proptest! {

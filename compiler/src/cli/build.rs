@@ -91,6 +91,9 @@ pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
     if let Some(n) = &a.name {
         package::check_crate_name(n).map_err(|e| fail(format!("--name: {e}")))?;
     }
+    if a.out.exists() && !a.out.is_dir() {
+        return Err(fail(format!("--out {} is a file, not a folder", a.out.display())));
+    }
     if !a.force && !package::may_write_into(&a.out) {
         return Err(fail(format!(
             "{} is not empty and holds no crate resnetc wrote; choose an empty or new folder, or pass --force",
@@ -101,6 +104,16 @@ pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
     let name = a.name.clone().unwrap_or_else(|| package::crate_name(&c.graph.name));
     let start = std::time::Instant::now();
     let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name);
+    // Even with --force, never over the spec or a file it uses.
+    for (rel, _) in &files {
+        if let Some(input) = c.files.iter().find(|f| resnetc_runtime::io::same_file(&a.out.join(rel), f)) {
+            return Err(fail(format!(
+                "{} would overwrite {}, which the spec reads; choose another --out",
+                a.out.join(rel).display(),
+                input.display()
+            )));
+        }
+    }
     package::write_crate(&a.out, &files).map_err(|e| fail(format!("{}: {e}", a.out.display())))?;
     eprintln!(
         "wrote crate `{name}` to {} in {:.0} ms; build it with `cargo build --release --manifest-path {}/Cargo.toml`",

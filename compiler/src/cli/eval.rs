@@ -30,23 +30,29 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn run(a: &EvalArgs) -> Result<(), ExitCode> {
-    let graph = a.spec.compile()?.graph;
+    let compiled = a.spec.compile()?;
+    let graph = &compiled.graph;
     let fail = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(1)
     };
-    for (what, input) in [("the spec", &a.spec.spec), ("--weights", &a.weights), ("--input", &a.input)] {
+    let inputs = compiled
+        .files
+        .iter()
+        .map(|p| ("a spec file", p.as_path()))
+        .chain([("--weights", a.weights.as_path()), ("--input", a.input.as_path())]);
+    for (what, input) in inputs {
         if io::same_file(&a.output, input) {
             return Err(fail(format!("--output {} is {what}; refusing to overwrite an input of this command", a.output.display())));
         }
     }
-    let expected = interp::expected_weights(&graph);
+    let expected = interp::expected_weights(graph);
     let weights = WeightFile::open(&a.weights)
         .and_then(|f| f.load(&expected, &LoadOptions { allow_unexpected: a.allow_unexpected }))
         .map_err(|e| fail(format!("{}: {e}", a.weights.display())))?;
     let input = io::read_nchw(&a.input, "input").map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
     let start = Instant::now();
-    let out = interp::forward(&graph, &weights, input.view()).map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
+    let out = interp::forward(graph, &weights, input.view()).map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
     let elapsed = start.elapsed();
     io::write(&a.output, &[("output", &out.clone().into_dyn())]).map_err(|e| fail(e.to_string()))?;
     eprintln!(

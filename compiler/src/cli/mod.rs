@@ -51,8 +51,8 @@ enum Command {
     /// the physical limit benchmark results are stated against.
     Peak {
         /// Threads for the second measurement (default: available cores).
-        #[arg(long)]
-        threads: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: Option<u64>,
     },
 }
 
@@ -102,8 +102,8 @@ struct SummaryArgs {
     #[command(flatten)]
     spec: SpecArgs,
     /// The batch size the shapes and MACs are given for.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    batch: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
     format: SummaryFormat,
@@ -159,7 +159,7 @@ pub fn main() -> ExitCode {
                 eprintln!("error: --batch must be at least 1");
                 return Err(ExitCode::from(2));
             }
-            let s = report::Summary::new(&c, a.batch);
+            let s = report::Summary::new(&c, a.batch as usize);
             match a.format {
                 SummaryFormat::Table => print!("{}", s.to_table()),
                 SummaryFormat::Json => println!("{}", s.to_json()),
@@ -183,7 +183,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => build::run(&a),
         Command::Peak { threads } => {
             use resnetc_runtime::fast;
-            let t = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let t = threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
             let kind = fast::kernel_name();
             let one = fast::peak::peak_gflops(1, 200_000_000);
             let all = fast::peak::peak_gflops(t, 200_000_000);

@@ -43,9 +43,10 @@ impl CodegenOptions {
     }
 }
 
-/// `resnet18` -> `Resnet18`, `cifar_resnet20` -> `CifarResnet20`.
+/// `resnet18` -> `Resnet18`, `cifar_resnet20` -> `CifarResnet20`; a name the generated
+/// code cannot take (`self`, `conv_spec`) gets `Model` appended.
 pub fn type_name(network: &str) -> String {
-    network
+    let name = network
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -54,20 +55,47 @@ pub fn type_name(network: &str) -> String {
         })
         .collect::<String>()
         .trim_start_matches(|c: char| c.is_ascii_digit())
-        .to_string()
+        .to_string();
+    if check_type_name(&name).is_ok() {
+        name
+    } else {
+        format!("{name}Model")
+    }
 }
 
+/// Names the generated module uses besides the model type (its imports and the prelude's
+/// types): a model type may not take them.
+const RESERVED_TYPE_NAMES: &[&str] = &[
+    "Activation",
+    "ConvSpec",
+    "PoolSpec",
+    "Fold",
+    "FoldSide",
+    "Self",
+    "Result",
+    "Option",
+    "Vec",
+    "Box",
+    "String",
+    "Some",
+    "None",
+    "Ok",
+    "Err",
+];
+
 /// Checks a model type name: a Rust identifier that is not a keyword, starting with a
-/// letter.
+/// letter, and not a name the generated code already uses.
 pub fn check_type_name(name: &str) -> Result<(), String> {
     let ident = syn::parse_str::<syn::Ident>(name).is_ok() && name.starts_with(|c: char| c.is_ascii_alphabetic());
-    if ident {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ident {
+        return Err(format!(
             "`{name}` is not a valid type name: use a Rust identifier (letters, digits, `_`, starting with a letter; not a keyword)"
-        ))
+        ));
     }
+    if RESERVED_TYPE_NAMES.contains(&name) {
+        return Err(format!("`{name}` is not a valid type name here: the generated code uses it for something else"));
+    }
+    Ok(())
 }
 
 /// A marker macro whose calls become `// ...` comments in formatted source.
@@ -286,5 +314,8 @@ mod tests {
         assert_eq!(super::type_name("resnet18"), "Resnet18");
         assert_eq!(super::type_name("cifar_resnet20"), "CifarResnet20");
         assert_eq!(super::type_name("resnext50_32x4d"), "Resnext5032x4d");
+        assert_eq!(super::type_name("self"), "SelfModel");
+        assert_eq!(super::type_name("conv_spec"), "ConvSpecModel");
+        assert_eq!(super::type_name("1"), "Model");
     }
 }

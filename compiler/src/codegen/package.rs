@@ -134,11 +134,18 @@ pub fn check_crate_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{name}` is not a valid crate name: use ASCII letters, digits, `-` and `_`, starting with a letter (at most 64)"))
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a valid crate name: use ASCII letters, digits, `-` and `_`, starting with a letter (at most 64)"
+        ));
     }
+    // The library's name in Rust code: not a keyword, nor a crate the emitted one uses.
+    let lib = name.replace('-', "_");
+    let taken = ["std", "core", "alloc", "test", "proc_macro", "resnetc_runtime", "image"];
+    if syn::parse_str::<syn::Ident>(&lib).is_err() || taken.contains(&lib.as_str()) {
+        return Err(format!("`{name}` is not a valid crate name here: `{lib}` is a Rust keyword or a crate the emitted one uses"));
+    }
+    Ok(())
 }
 
 /// Writes the crate's `files` (from [`crate_files`]) into `dir`, creating it, with the
@@ -164,9 +171,11 @@ pub fn write_crate(dir: &Path, files: &[(String, String)]) -> std::io::Result<()
 pub fn crate_name(network: &str) -> String {
     let s: String = network.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let s = s.trim_matches('-').to_string();
-    if s.starts_with(|c: char| c.is_ascii_digit()) || s.is_empty() {
-        format!("net-{s}")
-    } else {
+    let s = if s.starts_with(|c: char| c.is_ascii_digit()) || s.is_empty() { format!("net-{s}") } else { s };
+    // `self`, `std`, `image`...: not usable as the library's name.
+    if check_crate_name(&s).is_ok() {
         s
+    } else {
+        format!("{s}-net")
     }
 }

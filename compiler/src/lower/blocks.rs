@@ -22,6 +22,9 @@ use crate::ir::{NodeId, Op, Shape, ShortcutKind as IrShortcut};
 /// The most blocks a `stage` may repeat (real networks use at most a few dozen).
 pub const MAX_STAGE_BLOCKS: usize = 1024;
 
+/// The deepest nesting of block calls (each level recurses in lowering; real specs use 2-3).
+pub const MAX_BLOCK_DEPTH: usize = 64;
+
 impl<'p> Lowerer<'p> {
     /// `NAME: stage(block, args..., blocks = N, stride = s, ...)`: N instances of the block,
     /// named `NAME.0` ... `NAME.{N-1}`; `stride` goes to the first instance only.
@@ -92,6 +95,14 @@ impl<'p> Lowerer<'p> {
         x: NodeId,
     ) -> Option<NodeId> {
         let name = def.name.text.as_str();
+        if self.stack.len() >= MAX_BLOCK_DEPTH {
+            self.diags.push(
+                Diagnostic::error(call.op.span, format!("blocks nest more than {MAX_BLOCK_DEPTH} deep here"))
+                    .label("too deep")
+                    .help("blocks may call blocks, but not this deep"),
+            );
+            return None;
+        }
         if self.stack.contains(&name) {
             self.diags.push(Diagnostic::error(call.op.span, format!("block `{name}` contains itself")).help("blocks cannot be recursive"));
             return None;

@@ -49,9 +49,14 @@ impl<'p> Lowerer<'p> {
         let input = self.graph.node(x).shape;
         let op = match builtin.lowering {
             Lowering::Conv => self.conv_op(&b, span, input)?,
-            Lowering::BatchNorm => Op::BatchNorm { eps: b.float("eps") as f32 },
+            Lowering::BatchNorm => Op::BatchNorm { eps: self.float_in(&b, "eps", span, f64::MIN_POSITIVE, 1.0)? as f32 },
             Lowering::Act(a) => Op::Act(a),
-            Lowering::Nothing => return Some(x),
+            Lowering::Nothing => {
+                if builtin.params.iter().any(|p| p.names[0] == "p") {
+                    self.float_in(&b, "p", span, 0.0, 1.0)?;
+                }
+                return Some(x);
+            }
             Lowering::MaxPool => Op::MaxPool(self.pool(&b, span)?),
             Lowering::AvgPool => Op::AvgPool(self.pool(&b, span)?),
             Lowering::GlobalAvgPool => Op::GlobalAvgPool,
@@ -143,6 +148,18 @@ impl<'p> Lowerer<'p> {
             _ => return true,
         };
         crate::ir::window_out(input.h, k, s, p, d, ceil).is_some() && crate::ir::window_out(input.w, k, s, p, d, ceil).is_some()
+    }
+
+    /// A bound number that must lie in `[min, max]` (and be finite), as PyTorch requires.
+    fn float_in(&mut self, b: &Bound, name: &str, call: Span, min: f64, max: f64) -> Option<f64> {
+        let v = b.float(name);
+        if v.is_finite() && v >= min && v <= max {
+            return Some(v);
+        }
+        let span = b.span(name).unwrap_or(call);
+        let range = if min > 0.0 { format!("above 0 and at most {max}") } else { format!("{min} to {max}") };
+        self.diags.push(Diagnostic::error(span, format!("`{name}` must be {range}, found {v}")).label(format!("this is {v}")));
+        None
     }
 
     /// A bound integer that must be at least 1.

@@ -39,7 +39,7 @@ pub fn names() -> Vec<&'static str> {
 
 /// A pass name that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown pass `{name}`{}; the passes are {}", if *.after { " to stop after (or `lower`)" } else { "" }, names().join(", "))]
+#[error("{}; the passes are {}", if *.after { format!("cannot stop after `{name}`: no such pass runs with these options (or stop after `lower`)") } else { format!("unknown pass `{name}`") }, names().join(", "))]
 pub struct UnknownPass {
     pub name: String,
     /// Named as the pass to stop after (where `lower` is also accepted).
@@ -82,6 +82,10 @@ pub fn check_names(selection: &Selection, stop_after: Option<&str>) -> Result<()
     }
     match stop_after {
         Some(stop) if stop != "lower" && !names().contains(&stop) => Err(UnknownPass { name: stop.to_string(), after: true }),
+        // Asking for the graph after a pass that does not run would show another graph.
+        Some(stop) if !matches!(stop, "lower" | "shortcut") && !selection.includes(stop) => {
+            Err(UnknownPass { name: stop.to_string(), after: true })
+        }
         _ => Ok(()),
     }
 }
