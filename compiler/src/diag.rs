@@ -293,7 +293,7 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = edit_distance(word, c);
-        if d <= (word.len().max(c.len()) / 3).max(1) && best.map_or(true, |(bd, _)| d < bd) {
+        if d <= (word.len().max(c.len()) / 3).max(1) && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }

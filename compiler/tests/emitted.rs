@@ -206,9 +206,7 @@ fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     let mut raw = Vec::new();
     for _ in 0..height {
         raw.push(0); // filter: none
-        for _ in 0..width {
-            raw.extend(rgb);
-        }
+        raw.extend(rgb.repeat(width as usize));
     }
     let mut z = vec![0x78, 0x01];
     let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();

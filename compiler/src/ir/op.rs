@@ -116,7 +116,7 @@ impl Op {
         let shape = match *self {
             Op::Input | Op::Shortcut(_) => return None,
             Op::Conv2d(c) => {
-                if c.groups == 0 || input.c % c.groups != 0 || c.out_channels % c.groups != 0 || c.out_channels == 0 {
+                if c.groups == 0 || !input.c.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) || c.out_channels == 0 {
                     return None;
                 }
                 let out = |size| super::window_out(size, c.kernel, c.stride, c.padding, c.dilation, false);

@@ -110,14 +110,16 @@ impl<'p> Lowerer<'p> {
 
     fn shape_error(&mut self, op: &Op, name: &str, span: Span, input: Shape) {
         let d = match op {
-            Op::Conv2d(c) if c.groups == 0 || input.c % c.groups != 0 || c.out_channels % c.groups != 0 => Diagnostic::error(
-                span,
-                format!(
-                    "groups = {} must divide both the input channels ({}) and the output channels ({})",
-                    c.groups, input.c, c.out_channels
-                ),
-            )
-            .label("does not divide the channels"),
+            Op::Conv2d(c) if c.groups == 0 || !input.c.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) => {
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "groups = {} must divide both the input channels ({}) and the output channels ({})",
+                        c.groups, input.c, c.out_channels
+                    ),
+                )
+                .label("does not divide the channels")
+            }
             Op::Conv2d(_) | Op::MaxPool(_) | Op::AvgPool(_) if !self.window_fits(op, input) => {
                 let (kernel, padding, dilation) = match op {
                     Op::Conv2d(c) => (c.kernel, c.padding, c.dilation),
@@ -194,7 +196,7 @@ impl<'p> Lowerer<'p> {
         let d = self.positive(b, "d", span);
         let g = self.positive(b, "groups", span);
         let (out, k, s, p, d, g) = (out?, k?, s?, p?, d?, g?);
-        if input.c % g != 0 || out % g != 0 {
+        if !input.c.is_multiple_of(g) || !out.is_multiple_of(g) {
             let at = b.span("groups").unwrap_or(span);
             self.diags.push(
                 Diagnostic::error(

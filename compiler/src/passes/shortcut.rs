@@ -123,7 +123,7 @@ mod tests {
     fn shapes_that_cannot_match_are_lowering_errors_with_the_span() {
         for (kind, stride, out) in [("identity", 2, 8), ("pad", 1, 4)] {
             let opts = Options { stop_after: Some("lower".into()), ..Options::default() };
-            let e = compile(&Source::inline("t.resnet", &block(kind, stride, out)), &opts).unwrap_err();
+            let e = compile(&Source::inline("t.resnet", block(kind, stride, out)), &opts).unwrap_err();
             let d = &e.diagnostics;
             assert_eq!(d.len(), 1);
             assert!(d[0].message.starts_with(&format!("the {kind} shortcut cannot match shapes")), "{}", d[0].message);

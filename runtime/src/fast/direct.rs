@@ -233,6 +233,7 @@ unsafe fn run_tile(
     let out = |gi: usize, b: usize, width: usize| {
         let col0 = gi * w.og + b * OCB;
         TileOut {
+            // SAFETY: the tile's first output, `q0 * ldc + col0`, lies inside the output `y` (the caller's contract).
             c: unsafe { y.add(q0 * ldc + col0) },
             ldc,
             cols: (w.og - b * OCB).min(width),
@@ -392,6 +393,7 @@ fn segments(x: &[f32], zeros: &[f32], patch: *mut f32, g: &Geometry, q0: usize, 
                 // Taps s0..s1 are inside the image, one contiguous run; zeros around it.
                 let s0 = (-ix).clamp(0, k as isize) as usize;
                 let s1 = (g.w as isize - ix).clamp(s0 as isize, k as isize) as usize;
+                // SAFETY: `slot` has room for k * c floats; taps s0..s1 are inside the image (so `src` points at (s1 - s0) * c valid floats of `x`), and `x` and `patch` do not overlap.
                 unsafe {
                     std::ptr::write_bytes(slot, 0, s0 * c);
                     if s1 > s0 {

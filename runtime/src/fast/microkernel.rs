@@ -70,6 +70,7 @@ unsafe fn finish(v: f32, out: &TileOut, i: usize, j: usize, last: bool) -> f32 {
     let mut v = v;
     if last {
         if let Some(r) = out.residual {
+            // SAFETY: `finish` is called with `i < rows` and `j < cols`, where the caller's contract makes the residual readable.
             v += unsafe { *r.add(i * out.ldc + j) };
         }
         if let Some(act) = out.act {
@@ -87,16 +88,20 @@ unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usi
     for (i, row) in acc.iter_mut().enumerate().take(rows) {
         for (j, v) in row.iter_mut().enumerate().take(cols) {
             *v = match (first, out.bias) {
+                // SAFETY: `j0 + j < cols`: the bias is readable that far (the contract of `kernel`).
                 (true, Some(b)) => unsafe { *b.add(j0 + j) },
                 (true, None) => 0.0,
+                // SAFETY: row `i < rows`, column `j0 + j < cols` is inside the tile.
                 (false, _) => unsafe { *out.c.add(i * out.ldc + j0 + j) },
             };
         }
     }
     for s in segs {
         for l in 0..s.len {
+            // SAFETY: rows `row..row + len` of the block have `ldw` floats, and `j0 + 16 <= width = ldw`.
             let wrow = unsafe { std::slice::from_raw_parts(w.add((s.row + l) * ldw + j0), 16) };
             for (i, row) in acc.iter_mut().enumerate().take(rows) {
+                // SAFETY: each segment pointer is valid for `len` floats.
                 let a = unsafe { *s.ptr[i].add(l) };
                 for (v, wv) in row.iter_mut().zip(wrow) {
                     *v += a * wv;
@@ -106,6 +111,7 @@ unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usi
     }
     for (i, row) in acc.iter().enumerate().take(rows) {
         for (j, &v) in row.iter().enumerate().take(cols) {
+            // SAFETY: as for the loads above: inside the tile.
             unsafe { *out.c.add(i * out.ldc + j0 + j) = finish(v, out, i, j0 + j, last) };
         }
     }
@@ -120,6 +126,7 @@ mod avx2 {
     /// 16 columns from `j0`, `rows` (1..=6) pixels.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+        // SAFETY: the contract of `kernel`, which the caller passed on; `target_feature` code runs only when `isa` is AVX2 (checked by the caller).
         unsafe {
             match rows {
                 6 => tile::<6>(segs, w, ldw, j0, out, first, last),
@@ -138,6 +145,7 @@ mod avx2 {
         const { assert!(R <= MR) };
         let cols = out.cols.saturating_sub(j0).min(16);
         let full = cols == 16;
+        // SAFETY: the caller guarantees AVX2+FMA and the pointer ranges of `kernel`'s contract; every load and store stays in the tile's `cols` columns (or its zero-padded block) and `R <= MR` rows.
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
             if first {
@@ -204,6 +212,7 @@ mod avx2 {
     /// 16 floats from `p`, of which the first `cols` are read (the rest are zero).
     #[inline(always)]
     unsafe fn load16(p: *const f32, cols: usize) -> [__m256; 2] {
+        // SAFETY: with `cols == 16` the 16 floats are readable; otherwise only `cols` are copied.
         unsafe {
             if cols == 16 {
                 [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
@@ -246,6 +255,7 @@ mod avx512 {
                 }
             };
         }
+        // SAFETY: the caller guarantees AVX-512 and the ranges of `kernel`'s contract; `width / 16` selects a tile no wider than the block.
         unsafe {
             match width / 16 {
                 4 => by_rows!(4),
@@ -259,6 +269,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn tile<const R: usize, const V: usize>(segs: &[Seg], w: *const f32, ldw: usize, out: &TileOut, first: bool, last: bool) {
         const { assert!(R <= MR) };
+        // SAFETY: the caller guarantees AVX-512 and the ranges of `kernel`'s contract; masked loads and stores touch only the `cols` valid columns.
         unsafe {
             let masks: [__mmask16; V] = std::array::from_fn(|v| mask(out.cols, v));
             // Every column valid: plain loads and stores (masked ones cost more on some cores).
@@ -323,6 +334,7 @@ mod avx512 {
         out: &TileOut,
         r: *const f32,
     ) {
+        // SAFETY: a full tile: every one of the R rows' 16 * V columns is inside the output and, with `RES`, the residual.
         unsafe {
             let zero = _mm512_setzero_ps();
             for (i, row) in acc.iter().enumerate() {
@@ -345,6 +357,7 @@ mod avx512 {
     #[inline(always)]
     unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], segs: &[Seg], w: *const f32, ldw: usize) -> [[__m512; V]; R] {
         let mut acc = acc;
+        // SAFETY: segment pointers are valid for `len` floats, the block for `(row + len) * ldw`, and `16 * V <= ldw`.
         unsafe {
             for s in segs {
                 let ptr = s.ptr;
@@ -367,6 +380,7 @@ mod avx512 {
     /// 16 floats from `p`, only the `mask` lanes unless `full`.
     #[inline(always)]
     unsafe fn load(full: bool, mask: __mmask16, p: *const f32) -> __m512 {
+        // SAFETY: unless `full`, only the lanes of `mask` are read; with `full` all 16 are inside the row.
         unsafe {
             if full {
                 _mm512_loadu_ps(p)

@@ -72,6 +72,7 @@ unsafe fn run_avx2(iters: usize) -> f32 {
     for v in &r[1..] {
         s = _mm256_add_ps(s, *v);
     }
+    // SAFETY: `out` holds 8 floats, what one 256-bit store writes.
     unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
     out.iter().sum()
 }

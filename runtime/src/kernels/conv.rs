@@ -202,6 +202,7 @@ pub fn fold_batch_norm_input(
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
     let mut w = weight.to_vec();
     let mut b: Vec<f32> = (0..out_channels).map(|o| bias.map_or(0.0, |b| b[o])).collect();
+    #[allow(clippy::needless_range_loop)]
     for o in 0..out_channels {
         let group = o / og;
         for i in 0..cg {
