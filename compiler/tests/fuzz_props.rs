@@ -27,6 +27,29 @@ fn run(text: String) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
+    /// Specs built from the grammar reach lowering and the passes: never a panic.
+    #[test]
+    fn grammar_specs_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+        run(resnetc_compiler::syntax::generate::spec(&bytes));
+    }
+
+    /// The CLI's numbers: `NAME=VALUE`, `C,H,W` and parameter values never panic, and
+    /// integers come back exactly or are refused, never wrapped.
+    #[test]
+    fn cli_numbers_never_panic_or_wrap(text in ".{0,40}", n in any::<i128>()) {
+        let _ = resnetc_compiler::Options::parse_set(&text);
+        let _ = resnetc_compiler::Options::parse_input_shape(&text);
+        let _ = resnetc_compiler::lower::Value::parse_setting(&text);
+        let parsed = resnetc_compiler::lower::Value::parse_setting(&n.to_string());
+        match i64::try_from(n) {
+            Ok(v) => prop_assert_eq!(parsed, Ok(resnetc_compiler::lower::Value::Int(v))),
+            Err(_) => prop_assert!(parsed.is_err()),
+        }
+        if let Ok(dims) = resnetc_compiler::Options::parse_input_shape(&format!("{n},2,3")) {
+            prop_assert_eq!(dims[0] as i128, n);
+        }
+    }
+
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         run(String::from_utf8_lossy(&bytes).into_owned());

@@ -6,6 +6,8 @@
 
 mod build;
 mod errors;
+#[doc(hidden)]
+pub mod generate;
 
 use pest::Parser;
 
