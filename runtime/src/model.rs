@@ -118,6 +118,19 @@ pub struct Workspace {
     isa: crate::fast::Isa,
     /// Convolutions run since the last `begin`: direct, Winograd F(2x2), F(4x4).
     convs: [usize; 3],
+    /// Test mode: dead values' regions filled with NaN (see [`Workspace::enable_poison`]).
+    poison: Option<Poison>,
+}
+
+/// Which step last read each value, learnt from one pass's reads; later passes fill a
+/// value's region with NaN once that step is over.
+#[derive(Debug, Default)]
+struct Poison {
+    /// Per value, the last step that read it (learnt on the first pass).
+    last_read: Vec<Option<usize>>,
+    learnt: bool,
+    /// Steps taken in this pass.
+    step: usize,
 }
 
 /// Time spent per node: the time between one step's start and the next one's is charged to
@@ -191,6 +204,9 @@ impl Workspace {
         grow(&mut self.scratch, scratch_len).map_err(|_| oom())?;
         self.n = n;
         self.convs = [0; 3];
+        if let Some(p) = &mut self.poison {
+            p.step = 0;
+        }
         if let Some(p) = &mut self.profile {
             if p.seconds.len() != lens.len() {
                 p.seconds = vec![0.0; lens.len()];
@@ -217,6 +233,22 @@ impl Workspace {
     /// The buffers of one step: the inputs (read), the output (written) and the scratch.
     /// The plan guarantees that the output's region is disjoint from the inputs'.
     pub fn step<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32]) {
+        if let Some(p) = &mut self.poison {
+            let step = p.step;
+            p.step += 1;
+            if p.learnt {
+                if step > 0 {
+                    self.poison_after(step - 1, usize::MAX);
+                }
+            } else {
+                if p.last_read.len() < self.lens.len() {
+                    p.last_read.resize(self.lens.len(), None);
+                }
+                for i in inputs {
+                    p.last_read[i] = Some(step);
+                }
+            }
+        }
         if let Some(p) = &mut self.profile {
             p.lap(Some(out));
         }
@@ -246,6 +278,28 @@ impl Workspace {
         self.lens[id]
     }
 
+    /// Test mode, to check the memory plan by other means than the planner's: the first
+    /// pass records which step last reads each value (from the reads the generated code
+    /// actually makes); every later pass fills a value's region with NaN as soon as that
+    /// step is over. A plan that let two live values share floats, or a kernel that reads
+    /// a region it does not own, then turns outputs into NaN, which parity checks catch.
+    pub fn enable_poison(&mut self) {
+        self.poison = Some(Poison::default());
+    }
+
+    /// Fills with NaN the regions of values whose last reader was step `done`.
+    fn poison_after(&mut self, done: usize, keep: usize) {
+        let Some(p) = &self.poison else { return };
+        if !p.learnt {
+            return;
+        }
+        let dead: Vec<usize> = p.last_read.iter().enumerate().filter(|(v, s)| **s == Some(done) && *v != keep).map(|(v, _)| v).collect();
+        for v in dead {
+            let (a, b) = self.region(v);
+            self.arena[a..b].fill(f32::NAN);
+        }
+    }
+
     /// Turns per-node timing on (for `infer --profile`); off by default.
     pub fn enable_profile(&mut self) {
         self.profile = Some(Profile::default());
@@ -265,6 +319,18 @@ impl Workspace {
     /// Value `id`, of shape `shape` ([C, H, W]) a sample, as [N, features] in PyTorch's
     /// (NCHW) order.
     pub fn output(&mut self, id: usize, shape: [usize; 3]) -> ArrayView2<'_, f32> {
+        if let Some(p) = &mut self.poison {
+            let last = p.step.checked_sub(1);
+            if p.learnt {
+                if let Some(last) = last {
+                    self.poison_after(last, id);
+                }
+            }
+            if let Some(p) = &mut self.poison {
+                p.learnt = true;
+                p.step = 0;
+            }
+        }
         let (a, b) = self.region(id);
         let (n, len) = (self.n, self.lens[id]);
         let values = if shape[1] * shape[2] == 1 {
@@ -280,5 +346,29 @@ impl Workspace {
     /// Bytes held by the arena and the scratch.
     pub fn bytes(&self) -> usize {
         (self.arena.capacity() + self.scratch.capacity() + self.out.capacity()) * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Workspace;
+    use crate::kernels::Activation;
+    use ndarray::Array4;
+
+    /// After one pass that learns the reads, dead values are NaN and live ones intact.
+    #[test]
+    fn poisoning_fills_dead_values_only() {
+        let mut ws = Workspace::new();
+        ws.enable_poison();
+        let x = Array4::from_elem((1, 1, 1, 2), 1.0f32);
+        for pass in 0..3 {
+            ws.begin(x.view(), [1, 1, 2], &[0, 2, 4], &[2, 2, 2], 6, 0).unwrap();
+            ws.act(0, 1, Activation::Relu); // step 0 reads value 0
+            ws.add(1, 1, 2); // step 1 reads value 1
+            let out = ws.output(2, [1, 1, 2]).to_owned();
+            assert_eq!(out.as_slice().unwrap(), &[2.0, 2.0], "pass {pass}");
+            let dead = ws.arena[0..4].iter().all(|v| v.is_nan());
+            assert_eq!(dead, pass > 0, "pass {pass}: {:?}", &ws.arena[..6]);
+        }
     }
 }
