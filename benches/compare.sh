@@ -8,8 +8,13 @@
 # each point times ours, ORT, ours, ORT (each a median of RUNS passes after a warm-up) and
 # keeps each side's better median: both sides get the same chances.
 #
-#   benches/compare.sh            # the full set (about 15 minutes on 2 cores)
-#   RUNS=10 benches/compare.sh    # fewer timed passes a point
+# Every kernel path the CPU has is measured (AVX-512 where present, AVX2+FMA, portable at
+# batch 1), each row labelled with the kernels infer reports it ran.
+#
+#   benches/compare.sh               # every path: resnet18, resnet50, cifar_resnet20
+#   PATHS=avx2 benches/compare.sh    # one path
+#   EXTRA=1 benches/compare.sh       # also latency against batch and input size
+#   RUNS=10 benches/compare.sh       # fewer timed passes a point
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 peer="$root/../shared/peers/ort_resnet.py"
@@ -37,14 +42,30 @@ build() {
 # field NAME LINE -> the value of NAME=... in LINE
 field() { sed -E "s/.*$1=([0-9.]+).*/\1/" <<<"$2"; }
 
-ours1() { # model size batch threads -> median ms
-  local exe; exe=$(build "$1" "$2")
-  field median_ms "$("$exe" --random-input 0 --batch "$3" --threads "$4" --bench "$runs" | grep median_ms)"
+# Kernel paths: each row runs with its environment; infer reports what actually ran.
+kernel_env() { # path -> env assignments
+  case $1 in
+    avx512) echo "RESNETC_AVX512=1" ;;
+    avx2) echo "RESNETC_AVX512=0" ;;
+    portable) echo "RESNETC_PORTABLE=1" ;;
+  esac
 }
-ort1() { # model size batch threads -> median ms
-  field median_ms "$(python3 "$peer" --model "$1" --batch "$3" --size "$2" --threads "$4" --runs "$runs" | tail -1)"
+ours1() { # path model size batch threads -> median ms
+  local exe; exe=$(build "$2" "$3")
+  field median_ms "$(env $(kernel_env "$1") "$exe" --random-input 0 --batch "$4" --threads "$5" --bench "$runs" | grep median_ms)"
 }
-# pair MODEL SIZE BATCH THREADS -> "ours_ms ort_ms", interleaved twice, the better of each
+label() { # path model size -> the kernels infer reports it ran on that path
+  local exe; exe=$(build "$2" "$3")
+  env $(kernel_env "$1") "$exe" --random-input 0 --threads 1 | sed -nE 's/.*threads?, ([^ ]+) kernels.*/\1/p'
+}
+ort1() { # path model size batch threads -> median ms
+  if [ "$2" = cifar_resnet20 ]; then
+    field median_ms "$(python3 "$root/../shared/peers/onnx/ort_bench.py" "$root/../shared/peers/onnx/cifar_resnet20.onnx" --batch "$4" --size "$3" --threads "$5" --runs "$runs" | tail -1)"
+  else
+    field median_ms "$(python3 "$peer" --model "$2" --batch "$4" --size "$3" --threads "$5" --runs "$runs" | tail -1)"
+  fi
+}
+# pair PATH MODEL SIZE BATCH THREADS -> "ours_ms ort_ms", interleaved twice, the better of each
 pair() {
   local a1 b1 a2 b2
   a1=$(ours1 "$@"); b1=$(ort1 "$@"); a2=$(ours1 "$@"); b2=$(ort1 "$@")
@@ -59,33 +80,45 @@ p1=$(field peak_gflops_1_thread "$peak_line")
 p2=$(field peak_gflops_2_threads "$peak_line")
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $peak_line; runs=$runs; $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| model | batch | threads | ours ms | ORT ms | ours / ORT | ours effective GFLOP/s | % of peak |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-for model in resnet18 resnet50; do
-  g=$(gmacs "$model" 224)
-  for batch in 1 8; do
-    for threads in 1 2; do
-      read -r a b <<<"$(pair "$model" 224 "$batch" "$threads")"
-      peak=$([ "$threads" = 1 ] && echo "$p1" || echo "$p2")
-      python3 -c "a,b,g,n,p=$a,$b,$g,$batch,$peak; f=2*g*n/(a/1e3); print(f'| $model | $batch | $threads | {a:.1f} | {b:.1f} | {a/b:.2f} | {f:.0f} | {100*f/p:.0f}% |')"
+# Every path this CPU has (PATHS="avx2 portable" to choose); the portable one at batch 1.
+if [ -z "${PATHS:-}" ]; then
+  PATHS="avx2 portable"
+  grep -qw avx512f /proc/cpuinfo && PATHS="avx512 $PATHS"
+fi
+echo "| kernels | model | input | batch | threads | ours ms | ORT ms | ours / ORT | ours effective GFLOP/s | % of peak |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for path in $PATHS; do
+  for spec in resnet18:224:"1 8" resnet50:224:"1 8" cifar_resnet20:32:"1 64"; do
+    IFS=: read -r model size batches <<<"$spec"
+    [ "$path" = portable ] && batches=1
+    g=$(gmacs "$model" "$size")
+    for batch in $batches; do
+      for threads in 1 2; do
+        read -r a b <<<"$(pair "$path" "$model" "$size" "$batch" "$threads")"
+        ran=$(label "$path" "$model" "$size")
+        peak=$([ "$threads" = 1 ] && echo "$p1" || echo "$p2")
+        python3 -c "a,b,g,n,p=$a,$b,$g,$batch,$peak; f=2*g*n/(a/1e3); print(f'| $ran | $model | ${size}x${size} | $batch | $threads | {a:.2f} | {b:.2f} | {a/b:.2f} | {f:.0f} | {100*f/p:.0f}% |')"
+      done
     done
   done
 done
+[ -n "${EXTRA:-}" ] || exit 0
 echo
-echo "Latency against batch (resnet50, 224x224, 2 threads):"
+echo "Latency against batch (resnet50, 224x224, 2 threads, widest kernels):"
 echo
 echo "| batch | ours ms | ORT ms | ours / ORT | ours ms a sample |"
 echo "| --- | --- | --- | --- | --- |"
+widest=${PATHS%% *}
 for batch in 1 2 4 8 16; do
-  read -r a b <<<"$(pair resnet50 224 "$batch" 2)"
+  read -r a b <<<"$(pair "$widest" resnet50 224 "$batch" 2)"
   python3 -c "a,b,n=$a,$b,$batch; print(f'| {n} | {a:.1f} | {b:.1f} | {a/b:.2f} | {a/n:.1f} |')"
 done
 echo
-echo "Latency against input size (resnet50, batch 1, 2 threads):"
+echo "Latency against input size (resnet50, batch 1, 2 threads, widest kernels):"
 echo
 echo "| size | ours ms | ORT ms | ours / ORT | ours effective GFLOP/s |"
 echo "| --- | --- | --- | --- | --- |"
 for size in 112 160 224 320 448; do
-  read -r a b <<<"$(pair resnet50 "$size" 1 2)"; g=$(gmacs resnet50 "$size")
+  read -r a b <<<"$(pair "$widest" resnet50 "$size" 1 2)"; g=$(gmacs resnet50 "$size")
   python3 -c "a,b,g=$a,$b,$g; print(f'| $size | {a:.1f} | {b:.1f} | {a/b:.2f} | {2*g/(a/1e3):.0f} |')"
 done

@@ -11,6 +11,13 @@ use crate::kernels::Activation;
 /// Output pixels a tile (the rows of every micro-kernel).
 pub const MR: usize = 6;
 
+/// Reduction length the AVX2 micro-kernel takes at a time (see `kernel`). Measured on a
+/// Zen 4 with `RESNETC_AVX512=0` (conv_speed, 1 thread): 512 x 7x7 3x3 direct 45-51% of
+/// peak unchunked, 61-68% at 256 to 1024; the other shapes within the noise.
+const AVX2_KC: usize = 512;
+/// Segment pieces a chunk holds at most.
+const CHUNK_SEGS: usize = 64;
+
 /// One contiguous run of the reduction: `len` input floats a pixel, from `ptr[i]` for pixel
 /// `i`, against rows `row..row + len` of a weight block.
 #[derive(Clone, Copy)]
@@ -50,10 +57,19 @@ pub(super) unsafe fn kernel(isa: Isa, segs: &[Seg], rows: usize, w: *const f32, 
         Isa::Avx512 => unsafe { avx512::dispatch(segs, rows, w, ldw, width, out, first, last) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            for j in (0..width).step_by(16) {
-                // SAFETY: the caller's contract; columns j..j + 16 lie inside the block.
-                unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+            // The 16-column strips of a block each walk the whole reduction; in chunks of
+            // AVX2_KC the chunk's inputs stay in L1 for the next strip (partial sums go
+            // through the output, as for long segment lists).
+            let total: usize = segs.iter().map(|s| s.len).sum();
+            if total <= AVX2_KC || width <= 16 {
+                for j in (0..width).step_by(16) {
+                    // SAFETY: the caller's contract; columns j..j + 16 lie inside the block.
+                    unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+                }
+                return;
             }
+            // SAFETY: the caller's contract, passed on.
+            unsafe { avx2_chunked(segs, rows, w, width, out, first, last) };
         }
         _ => {
             for j in (0..width).step_by(16) {
@@ -61,6 +77,39 @@ pub(super) unsafe fn kernel(isa: Isa, segs: &[Seg], rows: usize, w: *const f32, 
                 unsafe { portable(segs, rows, w, ldw, j, out, first, last) };
             }
         }
+    }
+}
+
+/// [`kernel`] on AVX2 for reductions longer than `AVX2_KC`, a chunk at a time (kept out of
+/// `kernel`, whose frame stays small).
+///
+/// # Safety
+/// As for [`kernel`], with `Isa::Avx2` supported.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+unsafe fn avx2_chunked(segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
+    let ldw = width;
+    let mut buf = [Seg { ptr: [std::ptr::null(); MR], row: 0, len: 0 }; CHUNK_SEGS];
+    let (mut next, mut offset, mut chunk) = (0, 0, 0);
+    while next < segs.len() {
+        let (mut n, mut len) = (0, 0);
+        while next < segs.len() && len < AVX2_KC && n < CHUNK_SEGS {
+            let s = segs[next];
+            let take = (s.len - offset).min(AVX2_KC - len);
+            buf[n] = Seg { ptr: s.ptr.map(|p| p.wrapping_add(offset)), row: s.row + offset, len: take };
+            (n, len, offset) = (n + 1, len + take, offset + take);
+            if offset == s.len {
+                (next, offset) = (next + 1, 0);
+            }
+        }
+        let (first_chunk, last_chunk) = (chunk == 0, next == segs.len());
+        for j in (0..width).step_by(16) {
+            // SAFETY: the caller's contract: each piece is a sub-range of a segment
+            // (pointers and weight rows advanced together), and the partial sums of
+            // earlier chunks are in the tile's outputs.
+            unsafe { avx2::dispatch(&buf[..n], rows, w, ldw, j, out, first && first_chunk, last && last_chunk) };
+        }
+        chunk += 1;
     }
 }
 
@@ -158,19 +207,7 @@ mod avx2 {
                     *row = load16(out.c.add(i * out.ldc + j0), cols);
                 }
             }
-            for s in segs {
-                let mut wp = w.add(s.row * ldw + j0);
-                for l in 0..s.len {
-                    let w0 = _mm256_loadu_ps(wp);
-                    let w1 = _mm256_loadu_ps(wp.add(8));
-                    for i in 0..R {
-                        let a = _mm256_broadcast_ss(&*s.ptr[i].add(l));
-                        acc[i][0] = _mm256_fmadd_ps(a, w0, acc[i][0]);
-                        acc[i][1] = _mm256_fmadd_ps(a, w1, acc[i][1]);
-                    }
-                    wp = wp.add(ldw);
-                }
-            }
+            acc = run::<R>(acc, segs, w, ldw, j0);
             let zero = _mm256_setzero_ps();
             for (i, row) in acc.iter_mut().enumerate() {
                 let dst = out.c.add(i * out.ldc + j0);
@@ -207,6 +244,37 @@ mod avx2 {
                 }
             }
         }
+    }
+
+    /// Every segment into the accumulators, which stay in registers (a value in, a value
+    /// out: updating an array in place made the compiler keep it in memory, at a third of
+    /// the FMA peak).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; segment pointers valid for `len` floats; the block's rows
+    /// `row..row + len` hold columns `j0..j0 + 16`.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn run<const R: usize>(acc: [[__m256; 2]; R], segs: &[Seg], w: *const f32, ldw: usize, j0: usize) -> [[__m256; 2]; R] {
+        let mut acc = acc;
+        // SAFETY: the function's contract.
+        unsafe {
+            for s in segs {
+                let ptr = s.ptr;
+                let mut wp = w.add(s.row * ldw + j0);
+                for l in 0..s.len {
+                    let w0 = _mm256_loadu_ps(wp);
+                    let w1 = _mm256_loadu_ps(wp.add(8));
+                    for i in 0..R {
+                        let a = _mm256_set1_ps(*ptr[i].add(l));
+                        acc[i][0] = _mm256_fmadd_ps(a, w0, acc[i][0]);
+                        acc[i][1] = _mm256_fmadd_ps(a, w1, acc[i][1]);
+                    }
+                    wp = wp.add(ldw);
+                }
+            }
+        }
+        acc
     }
 
     /// 16 floats from `p`, of which the first `cols` are read (the rest are zero).
