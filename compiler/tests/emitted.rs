@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use resnetc_compiler::codegen::{self, package, CodegenOptions};
 use resnetc_compiler::parity::assert_parity;
 use resnetc_compiler::{compile_file, Compiled, Options};
@@ -245,6 +247,82 @@ fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&e.path(), &to.join(&name));
         } else {
             std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// The random networks of the passes test (12 drawn deterministically) through generated
+/// code, one crate holding them all: every ISA this CPU has, 1 and 2 threads, the workspace
+/// poisoning dead values, against the interpreter on the same seeded weights and input.
+#[test]
+fn random_networks_through_generated_code_match_the_interpreter() {
+    use resnetc_compiler::{compile, interp, parity, Source};
+    let specs = common::random_specs(12);
+    let compiled: Vec<Compiled> = specs
+        .iter()
+        .map(|s| compile(&Source::inline("random.resnet", s.as_str()), &Options::default()).unwrap_or_else(|e| panic!("{s}\n{e}")))
+        .collect();
+    let mut lib = String::from("pub use resnetc_runtime as runtime;\n");
+    for (i, c) in compiled.iter().enumerate() {
+        let opts = CodegenOptions { type_name: format!("M{i}"), ..CodegenOptions::for_crate(&c.graph, "random.resnet") };
+        lib.push_str(&codegen::model_source(c, &opts));
+    }
+    let names: Vec<String> = (0..compiled.len()).map(|i| format!("M{i}")).collect();
+    let main = format!(
+        r#"use random_nets::*;
+use random_nets::runtime::{{io, ndarray::Array4, Isa, Workspace}};
+fn main() {{
+    let args: Vec<String> = std::env::args().collect();
+    let (out, threads): (&str, usize) = (&args[1], args[2].parse().unwrap());
+    random_nets::runtime::model::set_threads(threads).unwrap();
+    macro_rules! run {{ ($($t:ident),*) => {{ $({{
+        let m = $t::random(7);
+        let [c, h, w] = $t::INPUT_SHAPE;
+        let x = Array4::from_shape_fn((2, c, h, w), |(n, c, y, x)| ((n * 31 + c * 17 + y * 5 + x * 3) % 23) as f32 / 11.0 - 1.0);
+        for isa in Isa::available() {{
+            let mut ws = Workspace::with_isa(isa).unwrap();
+            ws.enable_poison();
+            m.forward_into(x.view(), &mut ws).unwrap();
+            let y = m.forward_into(x.view(), &mut ws).unwrap().to_owned();
+            let path = format!("{{out}}/{{}}-{{}}-{{threads}}.safetensors", stringify!($t), isa.name());
+            io::write(std::path::Path::new(&path), &[("output", &y.into_dyn())]).unwrap();
+        }}
+    }})* }} }}
+    run!({});
+}}
+"#,
+        names.join(", ")
+    );
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emitted").join("random-nets");
+    let mut files = package::crate_files(&compiled[0], "random.resnet", "random-nets");
+    for (rel, text) in &mut files {
+        match rel.as_str() {
+            "src/lib.rs" => *text = lib.clone(),
+            "src/main.rs" => *text = main.clone(),
+            _ => {}
+        }
+    }
+    package::write_crate(&work, &files).unwrap();
+    let exe = build_at(&work);
+    let out = work.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for threads in [1, 2] {
+        let status = Command::new(&exe).arg(&out).arg(threads.to_string()).status().unwrap();
+        assert!(status.success());
+    }
+    for (i, c) in compiled.iter().enumerate() {
+        let g = &c.graph;
+        let s = g.input_shape();
+        let w = resnetc_runtime::Weights::random(&interp::expected_weights(g), 7);
+        let x =
+            ndarray::Array4::from_shape_fn((2, s.c, s.h, s.w), |(n, c, y, x)| ((n * 31 + c * 17 + y * 5 + x * 3) % 23) as f32 / 11.0 - 1.0);
+        let want = interp::forward(g, &w, x.view()).unwrap();
+        for isa in Isa::available() {
+            for threads in [1, 2] {
+                let y = resnetc_runtime::io::read_any(&out.join(format!("M{i}-{}-{threads}.safetensors", isa.name())), "output").unwrap();
+                let what = format!("random network {i} ({isa}, {threads} threads):\n{}", specs[i]);
+                parity::assert_close(&what, y.view(), want.view().into_dyn(), 1e-4);
+            }
         }
     }
 }

@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+
+mod common;
+use common::random_spec;
 use resnetc_compiler::analysis::memory_plan;
-use resnetc_compiler::ir::{Activation, Graph};
+use resnetc_compiler::ir::Graph;
 use resnetc_compiler::{compile, compile_file, interp, parity, passes, report, Options, Source};
 use resnetc_runtime::Weights;
 
@@ -112,60 +115,6 @@ fn pass_selection_is_checked() {
     assert_eq!(only_fold.graph.kernel_count(), 2, "conv (bn folded) + relu");
     let e = compile(&src, &Options { passes: Some(vec!["fold".into()]), ..Options::default() }).unwrap_err();
     assert!(e.render().contains("unknown pass `fold`; the passes are shortcut, fold_bn, fuse, dce, memory_plan"), "{}", e.render());
-}
-
-/// A random residual network as `.resnet` text: three block kinds (basic, bottleneck,
-/// pre-activation), every shortcut kind (the drawn one, also in pre-activation blocks),
-/// groups, dilation, biases, max- and average-pooling stems, every activation.
-fn random_spec() -> impl Strategy<Value = String> {
-    // (block kind, shortcut kind, blocks, stride, log2 groups, activation, dilation, bias)
-    let stage = (0usize..3, 0usize..6, 1usize..3, 1usize..3, 0usize..3, 0usize..Activation::ALL.len(), 1usize..3, any::<bool>());
-    // (channels, height, width, stem width, stem activation, stem pool, stages, classes)
-    (1usize..4, 8usize..17, 7usize..15, 1usize..3, 0usize..Activation::ALL.len(), 0usize..3, proptest::collection::vec(stage, 1..4), 2usize..6)
-        .prop_map(|(c, h, w, stem_mult, stem_act, pool, stages, classes)| {
-            // Every activation the language has.
-            let acts: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
-            let kinds = ["projection", "projection always", "pad", "avgdown", "identity", "projection(bn = false)"];
-            let mut width = 4 * stem_mult;
-            let mut body =
-                format!("    input [{c}, {h}, {w}]\n    conv1: conv({width}, k = 3, p = 1, bias = true)\n    bn1: bn\n    {}\n", acts[stem_act]);
-            body.push_str(match pool {
-                0 => "",
-                1 => "    maxpool(k = 3, s = 1, p = 1)\n",
-                _ => "    avgpool(k = 2, s = 1, p = 1, ceil = true, count_include_pad = false)\n",
-            });
-            let mut blocks = String::new();
-            for (i, (block, kind, blocks_n, stride, groups_log, act, dilation, bias)) in stages.into_iter().enumerate() {
-                let groups = 1 << groups_log;
-                let grow = (i % 2) * 4;
-                let next = width + grow;
-                let mut kind = kinds[kind];
-                // identity needs equal shapes; pad cannot shrink channels (widths never do).
-                if kind == "identity" && (stride > 1 || next != width) {
-                    kind = "projection";
-                }
-                let name = format!("b{i}");
-                let a = acts[act];
-                // A dilated 3x3 keeps the size with padding = dilation.
-                let (d, b) = (dilation, bias);
-                let text = match block {
-                    0 => format!(
-                        "block {name}(c, stride = 1) {{\n    conv1: conv(c, k = 3, s = stride, p = {d}, d = {d}, groups = {groups}, bias = {b})\n    bn1: bn\n    {a}\n    conv2: conv(c, k = 3, p = 1)\n    bn2: bn\n    shortcut downsample: {kind}\n    {a}\n}}\n"
-                    ),
-                    1 => format!(
-                        "block {name}(c, stride = 1) {{\n    conv1: conv(c, k = 1, bias = {b})\n    bn1: bn\n    relu\n    conv2: conv(c, k = 3, s = stride, p = {d}, d = {d}, groups = {groups})\n    bn2: bn\n    relu\n    conv3: conv(c, k = 1, bias = true)\n    bn3: bn\n    shortcut downsample: {kind}\n    {a}\n}}\n"
-                    ),
-                    _ => format!(
-                        "block {name}(c, stride = 1) {{\n    bn1: bn\n    pre: {a}\n    conv1: conv(c, k = 3, s = stride, p = {d}, d = {d}, bias = {b})\n    bn2: bn\n    relu\n    conv2: conv(c, k = 3, p = 1)\n    shortcut shortcut: {kind} from pre\n}}\n"
-                    ),
-                };
-                blocks.push_str(&text);
-                body.push_str(&format!("    layer{}: stage({name}, {next}, blocks = {blocks_n}, stride = {stride})\n", i + 1));
-                width = next;
-            }
-            body.push_str("    global_avgpool\n    fc: linear(classes)\n");
-            format!("network r(classes = {classes}) {{\n{body}}}\n{blocks}")
-        })
 }
 
 proptest! {

@@ -219,6 +219,18 @@ pub fn fold_batch_norm_input(
 
 #[cfg(test)]
 mod tests {
+
+    /// A batch norm whose running variance is negative (or NaN) folds to NaN weights, so the
+    /// convolution's outputs are NaN, as PyTorch's are; on either side of the convolution.
+    #[test]
+    fn a_negative_running_variance_gives_nan_as_in_pytorch() {
+        let (w, bn) = (vec![1.0f32; 4], [&[1.0f32, 1.0][..], &[0.0, 0.0][..], &[0.0, 0.0][..], &[-1.0, 1.0][..]]);
+        let (fw, fb) = super::fold_batch_norm(&w, None, bn, 1e-5);
+        assert!(fw[0].is_nan() && fb[0].is_nan() && fw[2].is_finite());
+        let (fw, _) = super::fold_batch_norm_input(&w, None, 2, bn, 1e-5, 1);
+        assert!(fw.iter().any(|v| v.is_nan()));
+    }
+
     use super::*;
     use crate::kernels::tests::{assert_close, seq};
 
