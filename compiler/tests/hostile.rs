@@ -199,6 +199,31 @@ fn concurrent_runs_serve_the_right_model() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("output [1, 16]"));
 }
 
+/// Two `run`s of the same spec at once into an empty cache: one builds, the other waits for
+/// the lock and uses that build (no "Text file busy", no half-copied binary).
+#[test]
+fn concurrent_runs_of_one_spec_share_one_build() {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run-cache-same");
+    let _ = std::fs::remove_dir_all(&cache);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_resnetc"))
+            .args(["run", "specs/digits_resnet8.resnet", "--cache", cache.to_str().unwrap()])
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for out in &outs {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("output [1, 10]"));
+    }
+    let reused = outs.iter().filter(|o| String::from_utf8_lossy(&o.stderr).contains("using the cached build")).count();
+    assert_eq!(reused, 1, "one run builds, the other reuses its build");
+}
+
 /// The second round of reproducers (a hostile read of the first fixes).
 #[test]
 fn second_round_of_hostile_inputs() {
