@@ -3,8 +3,22 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use proptest::prelude::*;
 use resnetc_compiler::ir::Activation;
+
+/// The repository's root (specs are found from there).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the `resnetc` binary from the repository's root: exit code, stdout, stderr.
+pub fn resnetc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_resnetc")).args(args).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
 
 /// A random residual network as `.resnet` text: three block kinds (basic, bottleneck,
 /// pre-activation), every shortcut kind (the drawn one, also in pre-activation blocks),
