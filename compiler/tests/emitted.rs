@@ -144,6 +144,7 @@ fn emitted_crates_match_pytorch() {
         }
     }
     image_input_is_preprocessed_as_imagenet(&work);
+    infer_refuses_counts_it_would_have_to_change(&work);
 
     // The digits model: identical predictions on the 360 test images.
     let exe = build("digits_resnet8", &work.join("digits_resnet8"));
@@ -162,6 +163,24 @@ fn emitted_crates_match_pytorch() {
     infer(&exe, &d.join("weights.safetensors"), &d.join("io.safetensors"), &y, 1);
     check("cifar_resnet20 (copied crate)", &y, &d.join("io.safetensors"));
     std::fs::remove_dir_all(&copy).ok();
+}
+
+/// `infer` refuses zero or huge counts instead of silently changing them, and never writes
+/// its output over an input.
+fn infer_refuses_counts_it_would_have_to_change(work: &Path) {
+    let exe = work.join("cifar_resnet20/infer-bin");
+    for (flag, value) in
+        [("--threads", "0"), ("--threads", "100000"), ("--batch", "0"), ("--batch", "18446744073709551615"), ("--bench", "0")]
+    {
+        let out = Command::new(&exe).args([flag, value]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "infer {flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains("expected 1 to"), "infer {flag} {value}: {err}");
+    }
+    let w = fixtures().join("cifar_resnet20/weights.safetensors");
+    let out = Command::new(&exe).args(["--weights", w.to_str().unwrap(), "--output", w.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite an input"));
 }
 
 /// `infer --image` on a one-colour PNG equals `infer --input` on the tensor ImageNet
