@@ -108,18 +108,9 @@ impl<'p> Lowerer<'p> {
         })
     }
 
+    /// (Groups that do not divide the channels are reported by `conv_op`, at the argument.)
     fn shape_error(&mut self, op: &Op, name: &str, span: Span, input: Shape) {
         let d = match op {
-            Op::Conv2d(c) if c.groups == 0 || !input.c.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) => {
-                Diagnostic::error(
-                    span,
-                    format!(
-                        "groups = {} must divide both the input channels ({}) and the output channels ({})",
-                        c.groups, input.c, c.out_channels
-                    ),
-                )
-                .label("does not divide the channels")
-            }
             Op::Conv2d(_) | Op::MaxPool(_) | Op::AvgPool(_) if !self.window_fits(op, input) => {
                 let (kernel, padding, dilation) = match op {
                     Op::Conv2d(c) => (c.kernel, c.padding, c.dilation),
