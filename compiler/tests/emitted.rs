@@ -34,7 +34,7 @@ fn target_dir() -> PathBuf {
 /// Writes and builds the crate of `spec` in `dir`; returns the path of its `infer` copy.
 fn build(spec_name: &str, dir: &Path) -> PathBuf {
     let c = spec(spec_name);
-    let files = package::crate_files(&c, &format!("specs/{spec_name}.resnet"), &package::crate_name(&c.graph.name));
+    let files = package::crate_files(&c, &format!("specs/{spec_name}.resnet"), &package::crate_name(&c.graph.name), package::CrateOptions::default());
     package::write_crate(dir, &files).unwrap();
     build_at(dir)
 }
@@ -313,7 +313,7 @@ fn main() {{
         names.join(", ")
     );
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emitted").join("random-nets");
-    let mut files = package::crate_files(&compiled[0], "random.resnet", "random-nets");
+    let mut files = package::crate_files(&compiled[0], "random.resnet", "random-nets", package::CrateOptions::default());
     for (rel, text) in &mut files {
         match rel.as_str() {
             "src/lib.rs" => *text = lib.clone(),

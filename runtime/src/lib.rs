@@ -14,6 +14,7 @@ pub mod fast;
 pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod preprocess;
 pub mod steps;
 pub mod weights;
 

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{tensor::TensorView, Dtype, SafeTensorError, SafeTensors};
+pub use safetensors::Dtype;
+use safetensors::{tensor::TensorView, SafeTensorError, SafeTensors};
 
 /// What can go wrong when loading weights.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -165,6 +166,23 @@ impl WeightFile {
     /// Checks bytes held in memory.
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<WeightFile, WeightError> {
         let wf = WeightFile { name: "<memory>".into(), data: Backing::Bytes(bytes.into()) };
+        wf.parse()?;
+        Ok(wf)
+    }
+
+    /// A weight file from tensors held in memory (name, dtype, shape, little-endian bytes),
+    /// e.g. a `state_dict` handed over from Python; `name` stands for the file in errors.
+    pub fn from_tensors(name: &str, tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>) -> Result<WeightFile, WeightError> {
+        let mut views = Vec::with_capacity(tensors.len());
+        for (key, dtype, shape, bytes) in &tensors {
+            let view = TensorView::new(*dtype, shape.clone(), bytes).map_err(|e| WeightError::Corrupt {
+                file: name.to_string(),
+                reason: format!("tensor `{key}` ({dtype:?}, shape {shape:?}) has {} bytes: {e}", bytes.len()),
+            })?;
+            views.push((key.as_str(), view));
+        }
+        let bytes = safetensors::serialize(views, &None).map_err(|e| WeightError::Corrupt { file: name.to_string(), reason: e.to_string() })?;
+        let wf = WeightFile { name: name.to_string(), data: Backing::Bytes(bytes) };
         wf.parse()?;
         Ok(wf)
     }

@@ -210,3 +210,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn tensors_held_in_memory_load_like_a_file_and_bad_lengths_name_the_tensor() {
+    let owned = |t: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>| t.into_iter().map(|(n, d, s, b)| (n.to_string(), d, s, b)).collect();
+    let w = WeightFile::from_tensors("state_dict", owned(good())).unwrap().load(&expected(), &LoadOptions::default()).unwrap();
+    assert_eq!(w.data("conv1.weight"), &[1.5, -2.0]);
+    // The same validation as a file: a missing key is named, with the closest one.
+    let mut renamed = good();
+    renamed[0].0 = "module.conv1.weight";
+    let err = WeightFile::from_tensors("state_dict", owned(renamed)).unwrap().load(&expected(), &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("missing tensor `conv1.weight`"), "{err}");
+    let mut short = good();
+    short[1].3.pop();
+    let err = WeightFile::from_tensors("state_dict", owned(short)).err().unwrap().to_string();
+    assert!(err.contains("`bn1.running_var`") && err.contains("7 bytes"), "{err}");
+}

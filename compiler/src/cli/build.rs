@@ -32,6 +32,10 @@ pub(crate) struct BuildArgs {
     /// overwritten).
     #[arg(long)]
     force: bool,
+    /// Also make it a Python package: PyO3 bindings and a pyproject.toml, so that
+    /// `pip install DIR` builds and installs it (import it by the crate's name, `-` as `_`).
+    #[arg(long)]
+    python: bool,
 }
 
 /// The flags `run` passes on to the emitted `infer` binary.
@@ -103,7 +107,7 @@ pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
     let c = a.spec.compile()?;
     let name = a.name.clone().unwrap_or_else(|| package::crate_name(&c.graph.name));
     let start = std::time::Instant::now();
-    let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name);
+    let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name, package::CrateOptions { python: a.python });
     // Even with --force, never over the spec or a file it uses.
     for (rel, _) in &files {
         if let Some(input) = c.files.iter().find(|f| resnetc_runtime::io::same_file(&a.out.join(rel), f)) {
@@ -116,10 +120,11 @@ pub(crate) fn build(a: &BuildArgs) -> Result<(), ExitCode> {
     }
     package::write_crate(&a.out, &files).map_err(|e| fail(format!("{}: {e}", a.out.display())))?;
     eprintln!(
-        "wrote crate `{name}` to {} in {:.0} ms; build it with `cargo build --release --manifest-path {}/Cargo.toml`",
+        "wrote crate `{name}` to {} in {:.0} ms; build it with `cargo build --release --manifest-path {}/Cargo.toml`{}",
         a.out.display(),
         start.elapsed().as_secs_f64() * 1e3,
-        a.out.display()
+        a.out.display(),
+        if a.python { format!(", or install the Python package with `pip install {}`", a.out.display()) } else { String::new() }
     );
     Ok(())
 }
@@ -151,7 +156,7 @@ fn fnv(parts: &[(String, String)]) -> u64 {
 pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     let c = a.spec.compile()?;
     let name = package::crate_name(&c.graph.name);
-    let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name);
+    let files = package::crate_files(&c, &a.spec.spec.display().to_string(), &name, package::CrateOptions::default());
     // The generated files hold the spec's content (as code), the options and the compiler
     // version: their hash is the cache key.
     let key = fnv(&files);

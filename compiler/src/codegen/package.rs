@@ -13,6 +13,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/io.rs", include_str!("../../../runtime/src/io.rs")),
     ("src/model.rs", include_str!("../../../runtime/src/model.rs")),
     ("src/steps.rs", include_str!("../../../runtime/src/steps.rs")),
+    ("src/preprocess.rs", include_str!("../../../runtime/src/preprocess.rs")),
     ("src/fast/mod.rs", include_str!("../../../runtime/src/fast/mod.rs")),
     ("src/fast/isa.rs", include_str!("../../../runtime/src/fast/isa.rs")),
     ("src/fast/spec.rs", include_str!("../../../runtime/src/fast/spec.rs")),
@@ -49,13 +50,43 @@ thiserror = "2"
 "#;
 
 const MAIN_TEMPLATE: &str = include_str!("templates/main.rs");
+const SCORE_TEMPLATE: &str = include_str!("templates/score.rs");
+const IMAGES_TEMPLATE: &str = include_str!("templates/images.rs");
+const PYTHON_TEMPLATE: &str = include_str!("templates/python.rs");
+
+/// What an emitted crate holds beyond the model and `infer`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrateOptions {
+    /// Also a Python package: PyO3 bindings behind the `python` feature and a
+    /// `pyproject.toml` for maturin, so that `pip install DIR` builds it.
+    pub python: bool,
+}
+
+/// The manifest lines that make the crate a Python extension module as well.
+const PYTHON_MANIFEST: &str = r#"
+# The Python package (`pip install .` builds it with maturin and the `python` feature).
+[lib]
+crate-type = ["rlib", "cdylib"]
+
+[features]
+python = ["dep:pyo3", "dep:numpy"]
+
+[dependencies.pyo3]
+version = "0.30"
+optional = true
+features = ["abi3-py39"]
+
+[dependencies.numpy]
+version = "0.30"
+optional = true
+"#;
 
 /// The files of an emitted crate, as (relative path, contents).
-pub fn crate_files(compiled: &Compiled, spec_name: &str, crate_name: &str) -> Vec<(String, String)> {
+pub fn crate_files(compiled: &Compiled, spec_name: &str, crate_name: &str, options: CrateOptions) -> Vec<(String, String)> {
     let graph = &compiled.graph;
     let opts = CodegenOptions::for_crate(graph, spec_name);
     let lib_name = crate_name.replace('-', "_");
-    let manifest = format!(
+    let mut manifest = format!(
         r#"[package]
 name = "{crate_name}"
 version = "0.1.0"
@@ -65,8 +96,10 @@ publish = false
 
 [dependencies]
 resnetc-runtime = {{ path = "runtime" }}
-# Decoding JPEG and PNG for `infer --image`.
+# Decoding JPEG and PNG for `infer --image` and `--images`.
 image = {{ version = "0.25", default-features = false, features = ["jpeg", "png"] }}
+# The progress bar of `infer --images`.
+indicatif = "0.18"
 
 [[bin]]
 name = "infer"
@@ -82,8 +115,12 @@ codegen-units = 4
         net = graph.name,
         version = env!("CARGO_PKG_VERSION"),
     );
+    if options.python {
+        manifest.push_str(PYTHON_MANIFEST);
+    }
+    let python_mod = if options.python { "\n/// Python bindings (the `python` feature).\n#[cfg(feature = \"python\")]\nmod python;\n" } else { "" };
     let lib = format!(
-        "//! The `{net}` network, compiled by resnetc from `{spec_name}`.\n//!\n//! ```no_run\n//! let model = {lib_name}::Model::load(\"weights.safetensors\")?;\n//! let x = {lib_name}::runtime::ndarray::Array4::<f32>::zeros((1, {c}, {h}, {w}));\n//! let logits = model.forward(x.view())?;\n//! # Ok::<(), {lib_name}::runtime::ModelError>(())\n//! ```\n\npub use resnetc_runtime as runtime;\n\n/// The model of this crate.\npub type Model = {ty};\n\n{src}",
+        "//! The `{net}` network, compiled by resnetc from `{spec_name}`.\n//!\n//! ```no_run\n//! let model = {lib_name}::Model::load(\"weights.safetensors\")?;\n//! let x = {lib_name}::runtime::ndarray::Array4::<f32>::zeros((1, {c}, {h}, {w}));\n//! let logits = model.forward(x.view())?;\n//! # Ok::<(), {lib_name}::runtime::ModelError>(())\n//! ```\n\npub use resnetc_runtime as runtime;\n\npub mod images;\n{python_mod}\n/// The model of this crate.\npub type Model = {ty};\n\n{src}",
         net = graph.name,
         ty = opts.type_name,
         c = graph.input_shape().c,
@@ -91,29 +128,92 @@ codegen-units = 4
         w = graph.input_shape().w,
         src = model_source(compiled, &opts),
     );
-    let main = MAIN_TEMPLATE.replace("{{CRATE}}", &lib_name).replace("{{NETWORK}}", &graph.name);
-    let readme = format!(
+    let fill = |t: &str| t.replace("{{CRATE}}", &lib_name).replace("{{NETWORK}}", &graph.name);
+    let [c, h, w] = [graph.input_shape().c, graph.input_shape().h, graph.input_shape().w];
+    let mut readme = format!(
         "# {crate_name}\n\nThe `{net}` network ({params} parameters), compiled by resnetc {version} from `{spec_name}`.\n\
          The runtime is vendored in `runtime/`: this crate builds on its own.\n\n\
          ```sh\ncargo run --release --bin infer -- --weights W.safetensors --input X.safetensors --output Y.safetensors\n\
+         cargo run --release --bin infer -- --weights W.safetensors --image photo.jpg --top 5\n\
+         cargo run --release --bin infer -- --weights W.safetensors --images photos/ --out results.jsonl\n\
          cargo run --release --bin infer -- --help\n```\n\n\
          As a library: `{lib_name}::Model::load(path)?.forward(input.view())?` with input [N, {c}, {h}, {w}] f32.\n",
         net = graph.name,
         params = crate::report::group(graph.param_count() as u64),
         version = env!("CARGO_PKG_VERSION"),
-        c = graph.input_shape().c,
-        h = graph.input_shape().h,
-        w = graph.input_shape().w,
     );
+    if options.python {
+        readme.push_str(&format!(
+            r#"
+## From Python
+
+`pip install .` in this folder builds and installs the Python package `{crate_name}` (PyO3,
+built by maturin; needs a Rust toolchain and the package registries). Then:
+
+```python
+import numpy as np
+import {lib_name}
+
+m = {lib_name}.Model("weights.safetensors", threads=2)  # a PyTorch state_dict, names unchanged
+x = np.zeros((4, {c}, {h}, {w}), dtype=np.float32)        # [N, C, H, W], any strides
+y = m(x)                                                   # float32 [N, {classes}]
+m.input_shape, m.classes, m.weight_names()
+
+# Straight from PyTorch, without a file:
+m = {lib_name}.Model.from_state_dict({{k: v.numpy() for k, v in model.state_dict().items()}})
+
+# Images, preprocessed as torchvision's Resize, CenterCrop, ToTensor, Normalize on a PIL image:
+x = {lib_name}.load_image("photo.png")[None]               # [1, C, H, W]
+```
+
+- A float64 array or a wrong shape raises `ValueError` saying what was expected; a weight file
+  that does not fit raises `ValueError` with the same message as `infer` (the missing key and
+  the closest one, or the shape expected and found).
+- The GIL is released during the forward pass; one `Model` may be called from several Python
+  threads at once. `threads` sets how many threads every layer is split over, for the whole
+  process (set it once; the default is every core).
+"#,
+            classes = graph.output_shape().len(),
+        ));
+    }
     let mut files = vec![
         ("Cargo.toml".to_string(), manifest),
         ("src/lib.rs".to_string(), lib),
-        ("src/main.rs".to_string(), main),
+        ("src/main.rs".to_string(), fill(MAIN_TEMPLATE)),
+        ("src/score.rs".to_string(), fill(SCORE_TEMPLATE)),
+        ("src/images.rs".to_string(), fill(IMAGES_TEMPLATE)),
         ("README.md".to_string(), readme),
         ("runtime/Cargo.toml".to_string(), RUNTIME_MANIFEST.to_string()),
     ];
+    if options.python {
+        files.push(("src/python.rs".to_string(), fill(PYTHON_TEMPLATE)));
+        files.push(("pyproject.toml".to_string(), pyproject(crate_name, &lib_name, &graph.name)));
+    }
     files.extend(RUNTIME_FILES.iter().map(|(p, s)| (format!("runtime/{p}"), s.to_string())));
     files
+}
+
+/// The Python package's metadata: maturin builds the `python` feature into module `lib_name`.
+fn pyproject(crate_name: &str, lib_name: &str, network: &str) -> String {
+    format!(
+        r#"[build-system]
+requires = ["maturin>=1.7,<2"]
+build-backend = "maturin"
+
+[project]
+name = "{crate_name}"
+version = "0.1.0"
+description = "The {network} network, compiled by resnetc {version}"
+requires-python = ">=3.9"
+dependencies = ["numpy"]
+
+[tool.maturin]
+bindings = "pyo3"
+features = ["python"]
+module-name = "{lib_name}"
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// The file that marks a folder as a crate resnetc wrote (and may write again).
