@@ -293,9 +293,16 @@ fn format_error(file: &str, e: SafeTensorError) -> WeightError {
 /// The most similar name (longest common suffix of dotted parts, then prefix), for hints.
 fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let score = |c: &str| {
+        // The same name under a prefix (`module.` from DataParallel) or without one.
+        let wrapped = c.strip_suffix(name).is_some_and(|p| p.ends_with('.')) || name.strip_suffix(c).is_some_and(|p| p.ends_with('.'));
         let suffix = name.split('.').rev().zip(c.split('.').rev()).take_while(|(a, b)| a == b).count();
         let prefix = name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
-        (suffix, prefix)
+        (wrapped, suffix, prefix)
     };
-    candidates.filter(|c| score(c).0 > 0 && score(c).1 > 0).max_by_key(|c| score(c))
+    candidates
+        .filter(|c| {
+            let (wrapped, suffix, prefix) = score(c);
+            wrapped || (suffix > 0 && prefix > 0)
+        })
+        .max_by_key(|c| score(c))
 }

@@ -221,6 +221,8 @@ fn tensors_held_in_memory_load_like_a_file_and_bad_lengths_name_the_tensor() {
     renamed[0].0 = "module.conv1.weight";
     let err = WeightFile::from_tensors("state_dict", owned(renamed)).unwrap().load(&expected(), &LoadOptions::default()).unwrap_err();
     assert!(err.to_string().contains("missing tensor `conv1.weight`"), "{err}");
+    // A prefixed key (DataParallel's `module.`) is the hint, though no prefix matches.
+    assert!(err.to_string().contains("did you mean `module.conv1.weight`?"), "{err}");
     let mut short = good();
     short[1].3.pop();
     let err = WeightFile::from_tensors("state_dict", owned(short)).err().unwrap().to_string();

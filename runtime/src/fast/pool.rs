@@ -4,8 +4,8 @@
 //! `Fn(task)` that task 0 runs on the calling thread and task `i` on worker `i`. Layers
 //! follow each other within microseconds, so workers spin on the job counter for a while
 //! (waking a sleeping thread costs tens of microseconds, as much as a small layer) and only
-//! then sleep on a condition variable. Dispatches are serialised, so models may be called
-//! from many threads.
+//! then sleep on a condition variable. One caller at a time uses the workers; a caller that
+//! finds them busy (models called from many threads at once) runs the job's tasks itself.
 //!
 //! Soundness: a job borrows the caller's closure with its lifetime erased, so the
 //! dispatcher must not return (or unwind) while a worker may still call it. `Pool::run`
@@ -143,7 +143,19 @@ impl Pool {
             f(0);
             return;
         }
-        let _serial = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = match self.dispatch.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // Another caller (another model call at the same time) holds the workers:
+                // run every task on this thread instead of waiting for them. Tasks write
+                // disjoint parts and never wait for each other, so any order is the same job.
+                for task in 0..self.threads {
+                    f(task);
+                }
+                return;
+            }
+        };
         let sh = &*self.shared;
         // SAFETY: only the lifetime is erased; this function waits below until every worker
         // has finished with the job, so `f` outlives all uses. No worker reads `job` now:
@@ -241,6 +253,27 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
         }
+    }
+
+    #[test]
+    fn callers_at_once_each_get_every_task_run_once() {
+        // Four callers share a 3-thread pool: those that find the workers busy run their
+        // tasks themselves; every job still runs each task exactly once.
+        let pool = super::Pool::new(3);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+                        pool.run(&|t| {
+                            hits[t].fetch_add(1, Ordering::SeqCst);
+                            std::hint::spin_loop();
+                        });
+                        assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+                    }
+                });
+            }
+        });
     }
 
     #[test]
