@@ -12,12 +12,13 @@ py=$venv/bin/python
 # maturin (the build backend) runs from the environment: --no-build-isolation below.
 export PATH=$root/$venv/bin:$PATH
 "$py" -m pip install -q --disable-pip-version-check -r python/requirements.txt
-cargo build --release -q -p resnetc-compiler
+# The debug build: `cargo test` has just made it, and emitting code is quick either way.
+cargo build -q -p resnetc-compiler
 # One target folder for every emitted crate, so that they share their dependencies' builds.
 export CARGO_TARGET_DIR=$root/target/pybuild
 for spec in digits_resnet8 cifar_resnet20 resnet18; do
     out=target/python/$spec
-    target/release/resnetc build "specs/$spec.resnet" --out "$out" --python
+    target/debug/resnetc build "specs/$spec.resnet" --out "$out" --python
     "$py" -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall "./$out"
 done
 cargo build --release -q --manifest-path target/python/digits_resnet8/Cargo.toml --bin infer

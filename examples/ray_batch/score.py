@@ -81,10 +81,12 @@ def load_images(mod, paths, input_shape, resize=None):
     return x, ok, errors
 
 
-def image_dataset(folder: str) -> ray.data.Dataset:
-    """One row a `.jpg`/`.jpeg`/`.png` file of `folder`: its name as `id`, its path."""
+def image_dataset(folder: str, block_rows: int = 64) -> ray.data.Dataset:
+    """One row a `.jpg`/`.jpeg`/`.png` file of `folder`: its name as `id`, its path, in
+    blocks of `block_rows` (blocks are what actors share out)."""
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
-    return ray.data.from_items([{"id": n, "path": os.path.join(folder, n)} for n in names])
+    items = [{"id": n, "path": os.path.join(folder, n)} for n in names]
+    return ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // block_rows)))
 
 
 def npy_dataset(path: str, block_rows: int = 1024) -> ray.data.Dataset:
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--address", help="a Ray cluster to join (`auto`, `ray://HOST:10001`); default: start one here")
     a = ap.parse_args(argv)
     ray.init(address=a.address) if a.address else ray.init(num_cpus=max(a.actors * a.threads, 1))
-    ds = image_dataset(a.images) if a.images else npy_dataset(a.npy, block_rows=a.batch_size * 4)
+    blocks = a.batch_size * 4
+    ds = image_dataset(a.images, block_rows=blocks) if a.images else npy_dataset(a.npy, block_rows=blocks)
     start = time.perf_counter()
     rows = score(ds, a.module, a.weights, a.actors, a.batch_size, a.threads, a.npy, a.resize, a.top).take_all()
     secs = time.perf_counter() - start

@@ -54,7 +54,7 @@ def test_image_folder_on_two_actors_equals_one_process(cluster, tmp_path):
     for i in range(64):
         Image.fromarray(np.round(x[i, 0] * 255).astype(np.uint8), "L").save(folder / f"{i:03}.png")
     (folder / "zz_corrupt.png").write_bytes(b"not a png")
-    rows = score.score(score.image_dataset(str(folder)), "digits_resnet8", weights_path("digits_resnet8"),
+    rows = score.score(score.image_dataset(str(folder), block_rows=16), "digits_resnet8", weights_path("digits_resnet8"),
                        actors=2, batch_size=16, resize=8).take_all()
     mod = importlib.import_module("digits_resnet8")
     m = mod.Model(weights_path("digits_resnet8"))

@@ -49,10 +49,19 @@ pub(crate) struct RunArgs {
     /// Input (tensor `input` [N, C, H, W]); default: a seeded random input.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// A JPEG or PNG as the input, preprocessed as torchvision's evaluation transform.
+    #[arg(long, conflicts_with_all = ["input", "images"])]
+    image: Option<PathBuf>,
+    /// Score every .jpg/.jpeg/.png of this folder (results to --output FILE.jsonl|.csv).
+    #[arg(long, conflicts_with = "input")]
+    images: Option<PathBuf>,
+    /// With --image/--images: the shorter side before the centre crop.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    resize: Option<u64>,
     /// The batch of the random input.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65536))]
     batch: u64,
-    /// Write tensor `output` here.
+    /// Write tensor `output` here (with --images: the results, .jsonl or .csv).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Threads to split every layer over (default: available cores).
@@ -184,7 +193,20 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     if let Some(x) = &a.input {
         cmd.args(["--input", &path(x)]);
     }
-    cmd.args(["--batch", &a.batch.to_string(), "--top", &a.top.to_string()]);
+    if let Some(x) = &a.image {
+        cmd.args(["--image", &path(x)]);
+    }
+    if let Some(x) = &a.images {
+        cmd.args(["--images", &path(x)]);
+    }
+    if let Some(r) = a.resize {
+        cmd.args(["--resize", &r.to_string()]);
+    }
+    // --images batches 16 unless told otherwise.
+    if a.images.is_none() || a.batch != 1 {
+        cmd.args(["--batch", &a.batch.to_string()]);
+    }
+    cmd.args(["--top", &a.top.to_string()]);
     if let Some(y) = &a.output {
         cmd.args(["--output", &path(y)]);
     }
@@ -207,7 +229,8 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     if status.success() {
         Ok(())
     } else {
-        Err(ExitCode::from(1))
+        // infer's own status: 2 when --images could not read some files.
+        Err(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(1)))
     }
 }
 
