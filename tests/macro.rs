@@ -82,6 +82,23 @@ fn macro_model_matches_the_interpreter_and_pytorch() {
 }
 
 #[test]
+fn macro_model_loads_a_dataparallel_checkpoint_with_the_key_prefix_option() {
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let bytes = std::fs::read(fx.join("weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
+    let path = std::env::temp_dir().join(format!("resnetc-macro-dp-{}.safetensors", std::process::id()));
+    std::fs::write(&path, safetensors::serialize(renamed, &None).unwrap()).unwrap();
+    let err = CifarResnet20::load(&path).err().unwrap().to_string();
+    assert!(err.contains("LoadOptions::with_key_prefix(\"module.\", \"\")"), "{err}");
+    let model = CifarResnet20::load_with(&path, &LoadOptions::with_key_prefix("module.", "")).unwrap();
+    std::fs::remove_file(&path).ok();
+    let x = io::read_nchw(&fx.join("io.safetensors"), "input").unwrap();
+    let torch = io::read_any(&fx.join("io.safetensors"), "output").unwrap();
+    resnetc::compiler::parity::assert_parity("macro, module. keys", model.forward(x.view()).unwrap().view().into_dyn(), torch.view());
+}
+
+#[test]
 fn inline_macro_matches_the_interpreter() {
     let g = compile(&Source::inline("tiny.resnet", TINY), &Options::default()).unwrap().graph;
     assert_eq!(Tiny::WEIGHTS.len(), g.params().count());

@@ -110,6 +110,42 @@ fn eval_writes_the_fixture_output() {
 }
 
 #[test]
+fn eval_reads_a_dataparallel_checkpoint_with_the_key_prefix_option() {
+    let fx = root().join("../shared/fixtures/cifar_resnet20");
+    let dir = std::env::temp_dir().join(format!("resnetc-prefix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The fixture's state_dict as `nn.DataParallel(model).state_dict()` names it.
+    let bytes = std::fs::read(fx.join("weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
+    let w = dir.join("dp.safetensors");
+    std::fs::write(&w, safetensors::serialize(renamed, &None).unwrap()).unwrap();
+    let x = fx.join("io.safetensors");
+    let y = dir.join("y.safetensors");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec!["eval", "specs/cifar_resnet20.resnet", "--weights", w.to_str().unwrap(), "--input", x.to_str().unwrap()];
+        v.extend(["--output", y.to_str().unwrap()]);
+        v.extend(extra);
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| resnetc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, _, err) = run(args(&[]));
+    assert_eq!(code, 1);
+    assert!(err.contains("missing tensor `conv1.weight`") && err.contains("did you mean `module.conv1.weight`?"), "{err}");
+    assert!(err.contains("--key-prefix module.="), "the error suggests the option: {err}");
+    let (code, _, err) = run(args(&["--key-prefix", "module.="]));
+    assert_eq!(code, 0, "{err}");
+    let ours = resnetc_runtime::io::read_any(&y, "output").unwrap();
+    let torch = resnetc_runtime::io::read_any(&x, "output").unwrap();
+    resnetc_compiler::parity::assert_parity("eval cifar_resnet20 module.", ours.view(), torch.view());
+    let (code, _, err) = run(args(&["--key-prefix", "module."]));
+    assert_eq!(code, 2, "clap rejects a malformed value: {err}");
+    assert!(err.contains("expected OLD=NEW"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn help_explains_each_command() {
     let (code, out, _) = resnetc(&["--help"]);
     assert_eq!(code, 0);

@@ -125,3 +125,13 @@ def test_threads_calling_one_model_match_sequential_calls_and_release_the_gil(po
     t_seq, t_par = map(float, run.stdout.split())
     print(f"\n4 Python threads x 10 calls, batch 8, cifar_resnet20, {pool_threads}-thread pool: "
           f"sequential {t_seq:.1f} ms, 4 threads at once {t_par:.1f} ms ({t_seq / t_par:.2f}x)")
+
+
+def test_a_dataparallel_state_dict_loads_with_key_prefix_and_without_it_the_error_says_so():
+    mod = importlib.import_module("cifar_resnet20")
+    state = {f"module.{k}": v for k, v in load_file(weights_path("cifar_resnet20")).items()}
+    with pytest.raises(ValueError, match=r"did you mean `module.conv1.weight`\?.*--key-prefix module.="):
+        mod.Model.from_state_dict(state)
+    m = mod.Model.from_state_dict(state, key_prefix=("module.", ""))
+    x, y = golden("cifar_resnet20")
+    assert_parity(m(x), y)

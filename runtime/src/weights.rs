@@ -35,13 +35,46 @@ pub enum WeightError {
     ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor `{name}` has dtype {dtype}; supported are F32, F16 and BF16")]
     UnsupportedDtype { name: String, dtype: String },
+    #[error("keys `{first}` and `{second}` both read as `{name}` with the key prefix option; the file is ambiguous")]
+    Ambiguous { name: String, first: String, second: String },
 }
 
-/// How strict loading is.
+/// How strict loading is, and how the file's keys map to the model's.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Accept (and ignore) floating-point tensors the model does not expect.
     pub allow_unexpected: bool,
+    /// `(old, new)`: a file key that starts with `old` is read as if it started with `new`
+    /// instead. `("module.", "")` strips DataParallel's prefix, `("model.", "")`
+    /// Lightning's; keys without the prefix are read as they are.
+    pub key_prefix: Option<(String, String)>,
+}
+
+impl LoadOptions {
+    /// Options that read file keys starting with `old` as starting with `new`.
+    pub fn with_key_prefix(old: impl Into<String>, new: impl Into<String>) -> LoadOptions {
+        LoadOptions { key_prefix: Some((old.into(), new.into())), ..LoadOptions::default() }
+    }
+
+    /// Parses the command-line form `OLD=NEW` (`module.=` strips `module.`).
+    pub fn parse_key_prefix(s: &str) -> Result<(String, String), String> {
+        match s.split_once('=') {
+            Some((old, new)) if old != new => Ok((old.to_string(), new.to_string())),
+            Some(_) => Err(format!("`{s}` renames a prefix to itself")),
+            None => Err(format!("`{s}`: expected OLD=NEW, e.g. `module.=` to strip `module.`")),
+        }
+    }
+
+    /// The name the model sees for a file key.
+    fn model_name<'a>(&self, file_key: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.key_prefix {
+            Some((old, new)) => match file_key.strip_prefix(old.as_str()) {
+                Some(rest) => format!("{new}{rest}").into(),
+                None => file_key.into(),
+            },
+            None => file_key.into(),
+        }
+    }
 }
 
 /// One loaded tensor: its shape and its `f32` values, row-major.
@@ -223,15 +256,33 @@ impl WeightFile {
     /// Loads exactly the `expected` tensors, validating names, shapes and dtypes.
     pub fn load(&self, expected: &[(String, Vec<usize>)], opts: &LoadOptions) -> Result<Weights, WeightError> {
         let st = self.parse()?;
-        let names = st.names();
+        // The model's name of every file key (the key prefix option applied).
+        let mut by_model_name: HashMap<String, String> = HashMap::new();
+        let mut file_keys = st.names();
+        file_keys.sort();
+        for key in file_keys {
+            let name = opts.model_name(key).into_owned();
+            if let Some(first) = by_model_name.insert(name.clone(), key.clone()) {
+                return Err(WeightError::Ambiguous { name, first, second: key.clone() });
+            }
+        }
         let wanted: HashMap<&str, &Vec<usize>> = expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let mut out = Weights::default();
         for (name, shape) in expected {
-            let view = match st.tensor(name) {
-                Ok(v) => v,
-                Err(_) => {
-                    let hint = match closest(name, names.iter().map(|s| s.as_str())) {
-                        Some(c) => format!("; did you mean `{c}`?"),
+            let view = match by_model_name.get(name).map(|k| st.tensor(k)) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => return Err(format_error(&self.name, e)),
+                None => {
+                    let hint = match closest(name, by_model_name.keys().map(|s| s.as_str())) {
+                        Some(c) => {
+                            let mut h = format!("; did you mean `{}`?", by_model_name[c]);
+                            if let Some(prefix) = c.strip_suffix(name.as_str()).filter(|p| p.ends_with('.')) {
+                                h.push_str(&format!(
+                                    " The file's keys start with `{prefix}`: load with the key prefix option (`--key-prefix {prefix}=`, in Rust `LoadOptions::with_key_prefix(\"{prefix}\", \"\")`)"
+                                ));
+                            }
+                            h
+                        }
                         None => String::new(),
                     };
                     return Err(WeightError::Missing { name: name.clone(), expected: shape.clone(), available: st.len(), hint });
@@ -243,10 +294,10 @@ impl WeightFile {
             out.insert(name.clone(), to_f32(name, &view)?);
         }
         if !opts.allow_unexpected {
-            let mut extra: Vec<&String> = names.into_iter().filter(|n| !wanted.contains_key(n.as_str())).collect();
+            let mut extra: Vec<(&String, &String)> = by_model_name.iter().filter(|(n, _)| !wanted.contains_key(n.as_str())).collect();
             extra.sort();
-            for name in extra {
-                let view = st.tensor(name).map_err(|e| format_error(&self.name, e))?;
+            for (name, key) in extra {
+                let view = st.tensor(key).map_err(|e| format_error(&self.name, e))?;
                 // BatchNorm's step counter is a buffer of PyTorch's with no use at inference,
                 // whatever dtype it was saved in.
                 if is_float(view.dtype()) && !name.ends_with("num_batches_tracked") {
@@ -254,7 +305,7 @@ impl WeightFile {
                         Some(c) => format!("; the closest expected name is `{c}`"),
                         None => String::new(),
                     };
-                    return Err(WeightError::Unexpected { name: name.clone(), shape: view.shape().to_vec(), hint });
+                    return Err(WeightError::Unexpected { name: key.clone(), shape: view.shape().to_vec(), hint });
                 }
             }
         }
@@ -297,11 +348,12 @@ fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         let wrapped = c.strip_suffix(name).is_some_and(|p| p.ends_with('.')) || name.strip_suffix(c).is_some_and(|p| p.ends_with('.'));
         let suffix = name.split('.').rev().zip(c.split('.').rev()).take_while(|(a, b)| a == b).count();
         let prefix = name.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
-        (wrapped, suffix, prefix)
+        // Among equals, the nearest in length (the shortest prefix for wrapped names).
+        (wrapped, suffix, prefix, std::cmp::Reverse(c.len().abs_diff(name.len())))
     };
     candidates
         .filter(|c| {
-            let (wrapped, suffix, prefix) = score(c);
+            let (wrapped, suffix, prefix, _) = score(c);
             wrapped || (suffix > 0 && prefix > 0)
         })
         .max_by_key(|c| score(c))

@@ -106,7 +106,7 @@ fn an_unexpected_tensor_is_an_error_unless_allowed() {
     t.push(("fc.weight", Dtype::F32, vec![1], f32s(&[0.0])));
     let e = load(file(&t), &LoadOptions::default()).unwrap_err();
     assert!(e.to_string().starts_with("unexpected tensor `fc.weight` (shape [1])"), "{e}");
-    assert!(load(file(&t), &LoadOptions { allow_unexpected: true }).is_ok());
+    assert!(load(file(&t), &LoadOptions { allow_unexpected: true, ..LoadOptions::default() }).is_ok());
 }
 
 #[test]
@@ -227,4 +227,45 @@ fn tensors_held_in_memory_load_like_a_file_and_bad_lengths_name_the_tensor() {
     short[1].3.pop();
     let err = WeightFile::from_tensors("state_dict", owned(short)).err().unwrap().to_string();
     assert!(err.contains("`bn1.running_var`") && err.contains("7 bytes"), "{err}");
+}
+
+/// `good()` with every key under `prefix`.
+fn prefixed(prefix: &str) -> Vec<u8> {
+    let t: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = good().into_iter().map(|(n, d, s, b)| (format!("{prefix}{n}"), d, s, b)).collect();
+    let views: HashMap<String, TensorView<'_>> = t.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::serialize(views, &None).unwrap()
+}
+
+#[test]
+fn a_dataparallel_file_loads_with_the_key_prefix_option_and_without_it_the_error_suggests_it() {
+    let err = load(prefixed("module."), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("missing tensor `conv1.weight`") && err.contains("did you mean `module.conv1.weight`?"), "{err}");
+    assert!(err.contains("The file's keys start with `module.`") && err.contains("--key-prefix module.="), "{err}");
+    let w = load(prefixed("module."), &LoadOptions::with_key_prefix("module.", "")).unwrap();
+    assert_eq!(w.data("conv1.weight"), &[1.5, -2.0]);
+    // Replace rather than strip: Lightning's `model.` read as another prefix, and back.
+    let w = WeightFile::from_bytes(prefixed("model."))
+        .unwrap()
+        .load(&[("net.conv1.weight".into(), vec![2, 1, 1, 1]), ("net.bn1.running_var".into(), vec![2])], &LoadOptions::with_key_prefix("model.", "net."))
+        .unwrap();
+    assert_eq!(w.data("net.bn1.running_var"), &[0.25, 4.0]);
+    // The wrong prefix still fails, naming the file's key.
+    let err = load(prefixed("model."), &LoadOptions::with_key_prefix("module.", "")).unwrap_err().to_string();
+    assert!(err.contains("did you mean `model.conv1.weight`?"), "{err}");
+}
+
+#[test]
+fn a_prefix_that_makes_two_keys_one_is_an_error() {
+    let mut t = good();
+    t.push(("module.conv1.weight", Dtype::F32, vec![2, 1, 1, 1], f32s(&[0.0, 0.0])));
+    let err = load(file(&t), &LoadOptions::with_key_prefix("module.", "")).unwrap_err().to_string();
+    assert!(err.contains("`conv1.weight`") && err.contains("`module.conv1.weight`") && err.contains("ambiguous"), "{err}");
+}
+
+#[test]
+fn the_key_prefix_flag_parses() {
+    assert_eq!(LoadOptions::parse_key_prefix("module.="), Ok(("module.".into(), String::new())));
+    assert_eq!(LoadOptions::parse_key_prefix("=model."), Ok((String::new(), "model.".into())));
+    assert!(LoadOptions::parse_key_prefix("module.").unwrap_err().contains("expected OLD=NEW"));
+    assert!(LoadOptions::parse_key_prefix("a=a").is_err());
 }

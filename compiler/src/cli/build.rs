@@ -46,6 +46,10 @@ pub(crate) struct RunArgs {
     /// Weights (a PyTorch state_dict in safetensors); default: seeded random weights.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Read weight keys that start with OLD as starting with NEW (`module.=` strips
+    /// DataParallel's prefix).
+    #[arg(long, value_name = "OLD=NEW", value_parser = resnetc_runtime::LoadOptions::parse_key_prefix)]
+    key_prefix: Option<(String, String)>,
     /// Input (tensor `input` [N, C, H, W]); default: a seeded random input.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -192,6 +196,9 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), ExitCode> {
     }
     if let Some(x) = &a.input {
         cmd.args(["--input", &path(x)]);
+    }
+    if let Some((old, new)) = &a.key_prefix {
+        cmd.args(["--key-prefix", &format!("{old}={new}")]);
     }
     if let Some(x) = &a.image {
         cmd.args(["--image", &path(x)]);

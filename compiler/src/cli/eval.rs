@@ -27,6 +27,10 @@ pub(crate) struct EvalArgs {
     /// Accept weight files with extra tensors the model does not use.
     #[arg(long)]
     allow_unexpected: bool,
+    /// Read weight keys that start with OLD as starting with NEW: `module.=` strips
+    /// DataParallel's prefix, `model.=` Lightning's.
+    #[arg(long, value_name = "OLD=NEW", value_parser = LoadOptions::parse_key_prefix)]
+    key_prefix: Option<(String, String)>,
 }
 
 pub(crate) fn run(a: &EvalArgs) -> Result<(), ExitCode> {
@@ -48,7 +52,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<(), ExitCode> {
     }
     let expected = interp::expected_weights(graph);
     let weights = WeightFile::open(&a.weights)
-        .and_then(|f| f.load(&expected, &LoadOptions { allow_unexpected: a.allow_unexpected }))
+        .and_then(|f| f.load(&expected, &LoadOptions { allow_unexpected: a.allow_unexpected, key_prefix: a.key_prefix.clone() }))
         .map_err(|e| fail(format!("{}: {e}", a.weights.display())))?;
     let input = io::read_nchw(&a.input, "input").map_err(|e| fail(format!("{}: {e}", a.input.display())))?;
     let start = Instant::now();

@@ -215,6 +215,12 @@ pub fn generate(compiled: &Compiled, opts: &CodegenOptions) -> TokenStream {
                 Self::from_file(&#rt::WeightFile::open(path.as_ref())?, &#rt::LoadOptions::default())
             }
 
+            /// Loads a safetensors file with options (e.g. `LoadOptions::with_key_prefix("module.", "")`
+            /// for a checkpoint saved from `nn.DataParallel`).
+            pub fn load_with(path: impl AsRef<std::path::Path>, options: &#rt::LoadOptions) -> Result<Self, #rt::ModelError> {
+                Self::from_file(&#rt::WeightFile::open(path.as_ref())?, options)
+            }
+
             /// Loads and validates the weights of a safetensors file held in memory.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, #rt::ModelError> {
                 Self::from_file(&#rt::WeightFile::from_bytes(bytes.to_vec())?, &#rt::LoadOptions::default())

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use {{CRATE}}::runtime::ndarray::{Array2, Array4, ArrayView4, Axis};
-use {{CRATE}}::runtime::{io, Workspace};
+use {{CRATE}}::runtime::{io, LoadOptions, Workspace};
 use {{CRATE}}::Model;
 
 mod score;
@@ -21,6 +21,8 @@ usage: infer [--weights W.safetensors | --random-weights SEED]
              [--batch N] [--top K] [--labels FILE] [--resize R] [--threads T]
 
   --weights W         a PyTorch state_dict saved with safetensors (names unchanged)
+  --key-prefix OLD=NEW  read weight keys that start with OLD as starting with NEW
+                      (`module.=` strips DataParallel's prefix, `model.=` Lightning's)
   --random-weights S  seeded random weights instead (default when no --weights: seed 0)
   --input X           read tensor `input` [N, C, H, W] (f32, f16 or bf16)
   --image FILE        a JPEG or PNG, preprocessed as torchvision's evaluation transform on a
@@ -45,6 +47,7 @@ usage: infer [--weights W.safetensors | --random-weights SEED]
 
 struct Args {
     weights: Option<PathBuf>,
+    key_prefix: Option<(String, String)>,
     random_weights: u64,
     input: Option<PathBuf>,
     image: Option<PathBuf>,
@@ -63,6 +66,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         weights: None,
+        key_prefix: None,
         random_weights: 0,
         input: None,
         image: None,
@@ -98,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--weights" => a.weights = Some(value.into()),
+            "--key-prefix" => a.key_prefix = Some(LoadOptions::parse_key_prefix(&value).map_err(|e| format!("--key-prefix {e}"))?),
             "--random-weights" => a.random_weights = num(&value)?,
             "--input" => a.input = Some(value.into()),
             "--image" => a.image = Some(value.into()),
@@ -173,6 +178,17 @@ fn preprocess(args: &Args) -> {{CRATE}}::runtime::preprocess::Preprocess {
     pre
 }
 
+/// The model: `--weights` (with `--key-prefix`), else seeded random weights.
+fn load_model(args: &Args) -> Result<Model, String> {
+    match &args.weights {
+        Some(p) => {
+            let options = LoadOptions { key_prefix: args.key_prefix.clone(), ..LoadOptions::default() };
+            Model::load_with(p, &options).map_err(|e| format!("{}: {e}", p.display()))
+        }
+        None => Ok(Model::random(args.random_weights)),
+    }
+}
+
 /// Reads the `--labels` file: one class name a line.
 fn labels(args: &Args) -> Result<Vec<String>, String> {
     match &args.labels {
@@ -190,10 +206,7 @@ fn run() -> Result<ExitCode, String> {
         return score_folder(&args, dir);
     }
     let load_start = Instant::now();
-    let model = match &args.weights {
-        Some(p) => Model::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => Model::random(args.random_weights),
-    };
+    let model = load_model(&args)?;
     let input = match (&args.input, &args.image) {
         (Some(_), Some(_)) => return Err("give --input or --image, not both".into()),
         (Some(p), None) => io::read_nchw(p, "input").map_err(|e| format!("{}: {e}", p.display()))?,
@@ -283,13 +296,10 @@ fn run() -> Result<ExitCode, String> {
 /// `--images DIR`: exit status 0 when every image was scored, 2 when some could not be read.
 fn score_folder(args: &Args, dir: &std::path::Path) -> Result<ExitCode, String> {
     let labels = labels(args)?;
-    let model = match &args.weights {
-        Some(p) => Model::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => {
-            eprintln!("no --weights: scoring with seeded random weights");
-            Model::random(args.random_weights)
-        }
-    };
+    if args.weights.is_none() {
+        eprintln!("no --weights: scoring with seeded random weights");
+    }
+    let model = load_model(args)?;
     {{CRATE}}::runtime::model::set_threads(args.threads)?;
     let mut ws = Workspace::new();
     let options = score::Options {

@@ -72,19 +72,26 @@ impl PyModel {
 impl PyModel {
     /// Loads a safetensors file holding a PyTorch `state_dict` (names unchanged).
     /// `threads`: how many threads every layer is split over (process-wide; set it once).
+    /// `key_prefix=("module.", "")`: read keys starting with `module.` without it.
     #[new]
-    #[pyo3(signature = (path, threads = None))]
-    fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<usize>) -> PyResult<PyModel> {
+    #[pyo3(signature = (path, threads = None, key_prefix = None))]
+    fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<usize>, key_prefix: Option<(String, String)>) -> PyResult<PyModel> {
         set_threads(threads)?;
-        let model = py.detach(|| crate::Model::load(&path)).map_err(|e| value_error(format!("{}: {e}", path.display())))?;
+        let options = LoadOptions { key_prefix, ..LoadOptions::default() };
+        let model = py.detach(|| crate::Model::load_with(&path, &options)).map_err(|e| value_error(format!("{}: {e}", path.display())))?;
         Ok(PyModel::new(model))
     }
 
     /// A model from a dict of arrays, e.g. `{k: v.numpy() for k, v in m.state_dict().items()}`
     /// (anything `numpy.asarray` takes; `num_batches_tracked` counters are skipped).
     #[staticmethod]
-    #[pyo3(signature = (state_dict, threads = None))]
-    fn from_state_dict(py: Python<'_>, state_dict: &Bound<'_, PyDict>, threads: Option<usize>) -> PyResult<PyModel> {
+    #[pyo3(signature = (state_dict, threads = None, key_prefix = None))]
+    fn from_state_dict(
+        py: Python<'_>,
+        state_dict: &Bound<'_, PyDict>,
+        threads: Option<usize>,
+        key_prefix: Option<(String, String)>,
+    ) -> PyResult<PyModel> {
         set_threads(threads)?;
         let np = py.import("numpy")?;
         let mut tensors = Vec::with_capacity(state_dict.len());
@@ -108,7 +115,8 @@ impl PyModel {
         let model = py
             .detach(|| {
                 let file = WeightFile::from_tensors("state_dict", tensors).map_err(|e| e.to_string())?;
-                crate::Model::from_file(&file, &LoadOptions::default()).map_err(|e| e.to_string())
+                let options = LoadOptions { key_prefix, ..LoadOptions::default() };
+                crate::Model::from_file(&file, &options).map_err(|e| e.to_string())
             })
             .map_err(value_error)?;
         Ok(PyModel::new(model))
