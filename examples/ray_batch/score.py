@@ -84,7 +84,9 @@ def load_images(mod, paths, input_shape, resize=None):
 def image_dataset(folder: str, block_rows: int = 64) -> ray.data.Dataset:
     """One row a `.jpg`/`.jpeg`/`.png` file of `folder`: its name as `id`, its path, in
     blocks of `block_rows` (blocks are what actors share out)."""
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
+    # Regular files only: a folder or a pipe with an image's name is passed over.
+    names = sorted(n for n in os.listdir(folder)
+                   if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(folder, n)))
     items = [{"id": n, "path": os.path.join(folder, n)} for n in names]
     return ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // block_rows)))
 

@@ -88,6 +88,35 @@ def test_grey_and_palette_pngs_follow_pils_convert(tmp_path):
     photo_like(40, 30, seed=3).save(path)
     ref = torchvision_eval(Image.open(path).convert("L"), resize=8, crop=8, normalize=False)
     np.testing.assert_array_equal(digits.load_image(str(path), resize=8), ref)
+    # Small models default to their own size (Resize(8) here), not an ImageNet-style 9.
+    np.testing.assert_array_equal(digits.load_image(str(path)), ref)
+
+
+def test_mean_and_std_can_be_set_or_turned_off(tmp_path):
+    mod = importlib.import_module("cifar_resnet20")
+    path = tmp_path / "small.png"
+    photo_like(45, 38, seed=5).save(path)
+    img = Image.open(path).convert("RGB")
+    plain = torchvision_eval(img, resize=32, crop=32, normalize=False)
+    np.testing.assert_array_equal(mod.load_image(str(path), mean=[], std=[]), plain)
+    mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.243, 0.261]
+    m32, s32 = np.array(mean, np.float32)[:, None, None], np.array(std, np.float32)[:, None, None]
+    np.testing.assert_array_equal(mod.load_image(str(path), mean=mean, std=std), (plain - m32) / s32)
+    with pytest.raises(ValueError, match=r"mean: expected 3 finite values"):
+        mod.load_image(str(path), mean=[0.5])
+    with pytest.raises(ValueError, match=r"resize to 10 is smaller than the crop 32x32"):
+        mod.load_image(str(path), resize=10)
+
+
+def test_sixteen_bit_pngs_read_as_pillow_reads_them(tmp_path):
+    mod = importlib.import_module("resnet18")
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 400, (300, 260)).astype(np.uint16)  # values above 255 clip in Pillow
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    assert Image.open(path).mode == "I;16"
+    ref = torchvision_eval(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(mod.load_image(str(path)), ref)
 
 
 def test_jpeg_decoding_difference_is_reported(tmp_path, resnet18_model):
@@ -114,6 +143,11 @@ def test_infer_images_scores_every_readable_file_and_reports_the_bad_one(tmp_pat
         Image.fromarray(np.round(x[i, 0] * 255).astype(np.uint8), "L").save(folder / f"digit_{i:02}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
     (folder / "notes.txt").write_text("not an image")
+    (folder / "folder.png").mkdir()
+    os.mkfifo(folder / "pipe.png")  # would block a reader forever: passed over
+    jpeg = tmp_path / "whole.jpg"
+    photo_like(64, 48, seed=1).save(jpeg, quality=90)
+    (folder / "cut.jpg").write_bytes(jpeg.read_bytes()[: len(jpeg.read_bytes()) * 9 // 10])
     out = tmp_path / "results.jsonl"
     run = subprocess.run(
         [digits_infer, "--weights", weights_path("digits_resnet8"), "--images", str(folder), "--resize", "8",
@@ -121,7 +155,9 @@ def test_infer_images_scores_every_readable_file_and_reports_the_bad_one(tmp_pat
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 2, run.stderr
-    assert "broken.png" in run.stderr and "1 of 13 images could not be read" in run.stderr
+    assert "broken.png" in run.stderr and "2 of 14 images could not be read" in run.stderr
+    assert "cut.jpg: the JPEG is truncated" in run.stderr
+    assert "pipe.png: not a regular file" in run.stderr and "folder.png: not a regular file" in run.stderr
     assert "scored 12 images" in run.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["file"] for r in rows] == [f"digit_{i:02}.png" for i in range(12)]
@@ -130,8 +166,17 @@ def test_infer_images_scores_every_readable_file_and_reports_the_bad_one(tmp_pat
         logits = m(digits.load_image(str(folder / r["file"]), resize=8)[None])[0]
         assert [t["class"] for t in r["top"]] == list(np.argsort(-logits, kind="stable")[:3])
         np.testing.assert_allclose([t["logit"] for t in r["top"]], np.sort(logits)[::-1][:3], rtol=1e-5, atol=1e-5)
+    # A results file that cannot be written is refused before scoring; so is a tensor
+    # output named like results.
+    for bad, msg in [(tmp_path / "missing" / "r.jsonl", "does not exist"), (folder, "is a folder")]:
+        run = subprocess.run([digits_infer, "--images", str(folder), "--out", str(bad)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and msg in run.stderr and "scored" not in run.stdout, run.stderr
+    run = subprocess.run([digits_infer, "--image", str(folder / "digit_00.png"), "--out", str(tmp_path / "x.jsonl")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "results of --images" in run.stderr, run.stderr
     # CSV, and a clean folder exits 0.
-    (folder / "broken.png").unlink()
+    for bad in ["broken.png", "cut.jpg", "pipe.png"]:
+        (folder / bad).unlink()
     csv = tmp_path / "results.csv"
     run = subprocess.run([digits_infer, "--weights", weights_path("digits_resnet8"), "--images", str(folder),
                           "--resize", "8", "--top", "2", "--out", str(csv)], capture_output=True, text=True, timeout=120)

@@ -42,6 +42,13 @@ def test_any_strides_give_the_same_output():
     assert_parity(m(wide[..., ::2]), y)
 
 
+def test_double_state_dicts_load_as_float_like_load_state_dict():
+    mod = importlib.import_module("cifar_resnet20")
+    state = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in load_file(weights_path("cifar_resnet20")).items()}
+    x, y = golden("cifar_resnet20")
+    assert_parity(mod.Model.from_state_dict(state)(x), y)
+
+
 def test_weight_names_are_the_state_dict_keys():
     mod = importlib.import_module("resnet18")
     m = mod.Model(weights_path("resnet18"))
@@ -60,8 +67,10 @@ def test_wrong_dtype_and_shape_raise_value_error_saying_what_was_expected():
         m(x[..., :4])
     with pytest.raises(ValueError, match=r"found shape \[1, 8, 8\]"):
         m(x[0])
-    with pytest.raises(ValueError, match=r"expected a float32 array"):
-        m("not an array")
+    with pytest.raises(ValueError, match=r"expected a float32 array \[N, 1, 8, 8\], found a NoneType"):
+        m(None)
+    # An empty batch is an empty answer, as in PyTorch.
+    assert m(x[:0]).shape == (0, 10)
 
 
 def test_wrong_weights_raise_value_error_with_the_clis_message():

@@ -9,6 +9,8 @@
 //! torchvision's rules (the long side truncated, the offset rounded half to even, as
 //! Python's `round`). Decoding is not here: callers pass decoded 8-bit pixels.
 
+use std::borrow::Cow;
+
 use ndarray::Array3;
 
 /// ImageNet's per-channel mean (torchvision's reference scripts), RGB.
@@ -70,7 +72,7 @@ pub enum PreprocessError {
     Channels(usize),
     #[error("the image is empty ({0}x{1} pixels)")]
     Empty(usize, usize),
-    #[error("--resize {0} is smaller than the crop {1}x{2}; the crop would need padding")]
+    #[error("a resize to {0} is smaller than the crop {1}x{2}; the crop would need padding")]
     TooSmall(usize, usize, usize),
     #[error("the image is too large to resize ({0}x{1} pixels to a shorter side of {2})")]
     TooLarge(usize, usize, usize),
@@ -79,17 +81,33 @@ pub enum PreprocessError {
 }
 
 impl Preprocess {
-    /// torchvision's ImageNet evaluation transform for a model input [C, H, W]: the shorter
-    /// side resized to `max(H, W) * 256 / 224` (256 for a 224 model), a centre crop of
-    /// [H, W], and for RGB models ImageNet's mean and std; grey models keep [0, 1].
+    /// The default transform for a model input [C, H, W]. ImageNet-sized inputs (a side of
+    /// 112 or more) get torchvision's ImageNet evaluation transform: the shorter side
+    /// resized to `max(H, W) * 256 / 224` (256 for a 224 model), then a centre crop of
+    /// [H, W]. Small inputs (CIFAR's 32, the digits' 8) are usually fed at their native
+    /// size: the shorter side is resized to `max(H, W)` (nothing changes for an image of
+    /// that size), then the same crop. RGB models get ImageNet's mean and std; grey models
+    /// keep [0, 1].
     pub fn for_input([c, h, w]: [usize; 3]) -> Result<Preprocess, PreprocessError> {
         if c != 1 && c != 3 {
             return Err(PreprocessError::Channels(c));
         }
         let side = h.max(w);
-        let resize = side.saturating_mul(256) / 224;
+        let resize = if side >= 112 { side.saturating_mul(256) / 224 } else { side };
         let normalize = (c == 3).then_some((IMAGENET_MEAN, IMAGENET_STD));
         Ok(Preprocess { resize, crop: [h, w], channels: c, normalize })
+    }
+
+    /// Whether the transform itself is usable (the resize covers the crop), before any image.
+    pub fn check(&self) -> Result<(), PreprocessError> {
+        if self.channels != 1 && self.channels != 3 {
+            return Err(PreprocessError::Channels(self.channels));
+        }
+        let [ch, cw] = self.crop;
+        if self.resize < ch.max(cw) {
+            return Err(PreprocessError::TooSmall(self.resize, ch, cw));
+        }
+        Ok(())
     }
 
     /// The tensor [C, H, W] for decoded pixels.
@@ -105,13 +123,16 @@ impl Preprocess {
         if w == 0 || h == 0 {
             return Err(PreprocessError::Empty(w, h));
         }
+        self.check()?;
         let [ch_, cw] = self.crop;
-        if self.resize < ch_.max(cw) {
-            return Err(PreprocessError::TooSmall(self.resize, ch_, cw));
-        }
-        let px = if self.channels == 1 { pixels.to_grey() } else { pixels.to_rgb() };
+        // Converted only when the channels differ (images can be large).
+        let px: Cow<Pixels> = match (self.channels, pixels.channels) {
+            (a, b) if a == b => Cow::Borrowed(pixels),
+            (1, _) => Cow::Owned(pixels.to_grey()),
+            _ => Cow::Owned(pixels.to_rgb()),
+        };
         let (rw, rh) = resized_size(w, h, self.resize).ok_or(PreprocessError::TooLarge(w, h, self.resize))?;
-        let resized = resize_bilinear(&px, rw, rh);
+        let resized = if (rw, rh) == (w, h) { px } else { Cow::Owned(resize_bilinear(&px, rw, rh)) };
         let (top, left) = (center_offset(rh, ch_), center_offset(rw, cw));
         let c = self.channels;
         let mut out = Array3::<f32>::zeros((c, ch_, cw));
@@ -300,6 +321,13 @@ mod tests {
         let tiny = Preprocess { resize: 8, ..p };
         let px = Pixels { width: 4, height: 4, channels: 3, data: vec![0; 48] };
         assert!(matches!(tiny.apply(&px), Err(PreprocessError::TooSmall(8, 224, 224))));
+    }
+
+    #[test]
+    fn small_models_are_fed_at_their_native_size() {
+        assert_eq!(Preprocess::for_input([3, 32, 32]).unwrap().resize, 32);
+        assert_eq!(Preprocess::for_input([1, 8, 8]).unwrap().resize, 8);
+        assert_eq!(Preprocess::for_input([3, 160, 200]).unwrap().resize, 228);
     }
 
     #[test]

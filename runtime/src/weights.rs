@@ -2,7 +2,7 @@
 //!
 //! A [`WeightFile`] is a memory-mapped (or in-memory) safetensors file. [`WeightFile::load`]
 //! takes the list of tensors a model expects (`state_dict` key and shape) and returns them
-//! as `f32` [`Weights`], converting f16 and bf16. Integer tensors that the model does not
+//! as `f32` [`Weights`], converting f16, bf16 and f64. Integer tensors that the model does not
 //! expect (`num_batches_tracked` and other counters) are skipped. Every failure is a
 //! [`WeightError`] that names the tensor and says what was expected; nothing panics.
 
@@ -33,7 +33,7 @@ pub enum WeightError {
     Unexpected { name: String, shape: Vec<usize>, hint: String },
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
     ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
-    #[error("tensor `{name}` has dtype {dtype}; supported are F32, F16 and BF16")]
+    #[error("tensor `{name}` has dtype {dtype}; supported are F32, F64, F16 and BF16")]
     UnsupportedDtype { name: String, dtype: String },
     #[error("keys `{first}` and `{second}` both read as `{name}` with the key prefix option; the file is ambiguous")]
     Ambiguous { name: String, first: String, second: String },
@@ -323,6 +323,8 @@ fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Tensor, WeightError> {
         Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        // As PyTorch's `load_state_dict` copies a double tensor into a float parameter.
+        Dtype::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32).collect(),
         other => return Err(WeightError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
     };
     Ok(Tensor { shape: view.shape().to_vec(), data })

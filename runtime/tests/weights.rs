@@ -122,7 +122,7 @@ fn an_unsupported_dtype_is_named() {
     let mut t = good();
     t[1] = ("bn1.running_var", Dtype::I32, vec![2], vec![0; 8]);
     let e = load(file(&t), &LoadOptions::default()).unwrap_err();
-    assert_eq!(e.to_string(), "tensor `bn1.running_var` has dtype I32; supported are F32, F16 and BF16");
+    assert_eq!(e.to_string(), "tensor `bn1.running_var` has dtype I32; supported are F32, F64, F16 and BF16");
 }
 
 #[test]
@@ -268,4 +268,12 @@ fn the_key_prefix_flag_parses() {
     assert_eq!(LoadOptions::parse_key_prefix("=model."), Ok((String::new(), "model.".into())));
     assert!(LoadOptions::parse_key_prefix("module.").unwrap_err().contains("expected OLD=NEW"));
     assert!(LoadOptions::parse_key_prefix("a=a").is_err());
+}
+
+#[test]
+fn double_weights_load_as_float_like_pytorchs_load_state_dict() {
+    let mut t = good();
+    t[0] = ("conv1.weight", Dtype::F64, vec![2, 1, 1, 1], [1.5f64, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect());
+    let w = load(file(&t), &LoadOptions::default()).unwrap();
+    assert_eq!(w.data("conv1.weight"), &[1.5, -2.0]);
 }

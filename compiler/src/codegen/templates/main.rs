@@ -32,7 +32,11 @@ usage: infer [--weights W.safetensors | --random-weights SEED]
                       (--batch, default 16), with a progress bar; an image that cannot be
                       read is reported and skipped, and the exit status is then 2
   --resize R          the shorter side before the centre crop (default: the input's larger
-                      side * 256 / 224, so 256 for a 224x224 model)
+                      side * 256 / 224 for inputs of 112 or more, so 256 for 224x224; the
+                      input's larger side itself for small inputs such as CIFAR's 32)
+  --mean M1,M2,M3     Normalize's mean, one a channel (default: ImageNet's for RGB models)
+  --std S1,S2,S3      Normalize's std (default: ImageNet's for RGB models)
+  --no-normalize      keep [0, 1] (the default for grey models)
   --random-input S    a seeded random input instead (default when no --input: seed 0)
   --batch N           the batch of a random input (default 1)
   --output Y          write tensor `output` [N, classes] (f32); with --images (also as
@@ -53,7 +57,10 @@ struct Args {
     image: Option<PathBuf>,
     images: Option<PathBuf>,
     resize: Option<usize>,
-    random_input: u64,
+    mean: Option<String>,
+    std: Option<String>,
+    no_normalize: bool,
+    random_input: Option<u64>,
     batch: Option<usize>,
     output: Option<PathBuf>,
     threads: usize,
@@ -72,7 +79,10 @@ fn parse_args() -> Result<Args, String> {
         image: None,
         images: None,
         resize: None,
-        random_input: 0,
+        mean: None,
+        std: None,
+        no_normalize: false,
+        random_input: None,
         batch: None,
         output: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -85,6 +95,10 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         if flag == "--profile" {
             a.profile = true;
+            continue;
+        }
+        if flag == "--no-normalize" {
+            a.no_normalize = true;
             continue;
         }
         if flag == "--help" || flag == "-h" {
@@ -108,7 +122,9 @@ fn parse_args() -> Result<Args, String> {
             "--image" => a.image = Some(value.into()),
             "--images" => a.images = Some(value.into()),
             "--resize" => a.resize = Some(count(&value, 1 << 16)?),
-            "--random-input" => a.random_input = num(&value)?,
+            "--random-input" => a.random_input = Some(num(&value)?),
+            "--mean" => a.mean = Some(value),
+            "--std" => a.std = Some(value),
             "--batch" => a.batch = Some(count(&value, MAX_BATCH)?),
             "--output" | "--out" => a.output = Some(value.into()),
             "--threads" => a.threads = count(&value, {{CRATE}}::runtime::fast::pool::MAX_THREADS as u64)?,
@@ -169,13 +185,34 @@ fn print_profile(model: &Model, input: &Array4<f32>, ws: &mut Workspace, out: &m
     Ok(())
 }
 
-/// The preprocessing of `--image` and `--images`: the model's default, `--resize` applied.
-fn preprocess(args: &Args) -> {{CRATE}}::runtime::preprocess::Preprocess {
+/// The preprocessing of `--image` and `--images`: the model's default with `--resize`,
+/// `--mean`, `--std` and `--no-normalize` applied, checked before any image is read.
+fn preprocess(args: &Args) -> Result<{{CRATE}}::runtime::preprocess::Preprocess, String> {
     let mut pre = {{CRATE}}::images::preprocess();
     if let Some(r) = args.resize {
         pre.resize = r;
     }
-    pre
+    let c = pre.channels;
+    let parse = |flag: &str, v: &Option<String>| v.as_deref().map(|s| {{CRATE}}::images::parse_channels(s, c).map_err(|e| format!("{flag} {e}"))).transpose();
+    let (mean, std) = (parse("--mean", &args.mean)?, parse("--std", &args.std)?);
+    if args.no_normalize && (mean.is_some() || std.is_some()) {
+        return Err("--no-normalize and --mean/--std contradict each other".into());
+    }
+    if let Some(s) = std {
+        if s[..c].iter().any(|&v| v == 0.0) {
+            return Err("--std: a standard deviation of 0 divides by zero".into());
+        }
+    }
+    pre.normalize = match (args.no_normalize, mean, std, pre.normalize) {
+        (true, ..) => None,
+        (false, None, None, n) => n,
+        (false, m, s, n) => {
+            let (dm, ds) = n.unwrap_or(([0.0; 3], [1.0; 3]));
+            Some((m.unwrap_or(dm), s.unwrap_or(ds)))
+        }
+    };
+    pre.check().map_err(|e| e.to_string())?;
+    Ok(pre)
 }
 
 /// The model: `--weights` (with `--key-prefix`), else seeded random weights.
@@ -189,21 +226,46 @@ fn load_model(args: &Args) -> Result<Model, String> {
     }
 }
 
-/// Reads the `--labels` file: one class name a line.
+/// Reads the `--labels` file: one class name a line (a warning when the count is off).
 fn labels(args: &Args) -> Result<Vec<String>, String> {
-    match &args.labels {
-        Some(p) => Ok(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.lines().map(str::to_string).collect()),
-        None => Ok(vec![]),
+    let Some(p) = &args.labels else { return Ok(vec![]) };
+    let labels: Vec<String> = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.lines().map(str::to_string).collect();
+    if labels.len() != Model::OUTPUT_FEATURES {
+        eprintln!(
+            "warning: --labels {} has {} lines, the model {} classes; names may be shifted or missing",
+            p.display(),
+            labels.len(),
+            Model::OUTPUT_FEATURES
+        );
     }
+    Ok(labels)
 }
 
 fn run() -> Result<ExitCode, String> {
     let args = parse_args()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.threads > cores {
+        eprintln!("warning: --threads {} is more than the {cores} cores here; every layer waits for the slowest thread", args.threads);
+    }
     if let Some(dir) = &args.images {
-        if args.input.is_some() || args.image.is_some() {
-            return Err("give --images, --image or --input, not several".into());
+        if args.input.is_some() || args.image.is_some() || args.random_input.is_some() {
+            return Err("give one of --images, --image, --input and --random-input".into());
+        }
+        if args.bench.is_some() || args.profile {
+            return Err("--bench and --profile time one input; they do not go with --images".into());
+        }
+        if args.top == 0 {
+            return Err("--top 0 with --images would record nothing; give 1 or more".into());
         }
         return score_folder(&args, dir);
+    }
+    if let Some(out) = &args.output {
+        if score::Format::of(out).is_some() {
+            return Err(format!(
+                "--output {}: .jsonl and .csv are results of --images; the tensor output is written as safetensors",
+                out.display()
+            ));
+        }
     }
     let load_start = Instant::now();
     let model = load_model(&args)?;
@@ -211,7 +273,7 @@ fn run() -> Result<ExitCode, String> {
         (Some(_), Some(_)) => return Err("give --input or --image, not both".into()),
         (Some(p), None) => io::read_nchw(p, "input").map_err(|e| format!("{}: {e}", p.display()))?,
         (None, Some(p)) => {
-            let x = {{CRATE}}::images::load(p, &preprocess(&args)).map_err(|e| format!("{}: {e}", p.display()))?;
+            let x = {{CRATE}}::images::load(p, &preprocess(&args)?).map_err(|e| format!("{}: {e}", p.display()))?;
             x.insert_axis(Axis(0))
         }
         (None, None) => {
@@ -221,7 +283,7 @@ fn run() -> Result<ExitCode, String> {
             if floats.is_none() {
                 return Err(format!("--batch {batch}: a random input that large would not fit in memory"));
             }
-            random_input(batch, args.random_input)
+            random_input(batch, args.random_input.unwrap_or(0))
         }
     };
     let n = input.dim().0;
@@ -299,6 +361,7 @@ fn score_folder(args: &Args, dir: &std::path::Path) -> Result<ExitCode, String> 
     if args.weights.is_none() {
         eprintln!("no --weights: scoring with seeded random weights");
     }
+    let pre = preprocess(args)?;
     let model = load_model(args)?;
     {{CRATE}}::runtime::model::set_threads(args.threads)?;
     let mut ws = Workspace::new();
@@ -309,7 +372,7 @@ fn score_folder(args: &Args, dir: &std::path::Path) -> Result<ExitCode, String> 
         labels: &labels,
         batch: args.batch.unwrap_or(16),
         threads: args.threads,
-        pre: preprocess(args),
+        pre,
     };
     let outcome = score::score(&model, &mut ws, &options)?;
     if outcome.failed > 0 {

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use numpy::{IntoPyArray, PyArray2, PyArray3, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -21,6 +21,9 @@ struct PyModel {
     /// Workspaces of finished calls, reused by the next ones.
     spare: Mutex<Vec<Workspace>>,
 }
+
+/// Workspaces larger than this are freed after their call rather than kept.
+const MAX_SPARE_BYTES: usize = 256 << 20;
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -130,20 +133,33 @@ impl PyModel {
         let untyped = arr.cast::<PyUntypedArray>().map_err(|_| value_error(format!("expected {expected}")))?;
         let shape = untyped.shape().to_vec();
         let dt: String = untyped.dtype().str()?.extract()?;
-        if shape.len() != 4 || shape[1..] != [c, h, w] || shape[0] == 0 {
+        if shape.is_empty() {
+            let ty = x.get_type().name()?;
+            return Err(value_error(format!("expected {expected}, found a {ty} (no array dimensions)")));
+        }
+        if shape.len() != 4 || shape[1..] != [c, h, w] {
             return Err(value_error(format!("expected {expected}, found shape {shape:?}")));
+        }
+        if shape[0] == 0 {
+            return Ok(PyArray2::zeros(py, [0, crate::Model::OUTPUT_FEATURES], false));
         }
         let typed = arr.cast::<numpy::PyArray4<f32>>().map_err(|_| value_error(format!("expected {expected}, found dtype {dt}")))?;
         // A copy in standard layout, owned, so that the GIL can be released. (numpy's
         // ndarray may be another version than the runtime's: the data crosses as a Vec.)
-        let data: Vec<f32> = typed.readonly().as_array().iter().copied().collect();
+        let mut data: Vec<f32> = Vec::new();
+        let len = shape.iter().product::<usize>();
+        data.try_reserve_exact(len).map_err(|_| PyMemoryError::new_err(format!("no memory for a copy of the input {shape:?}; use a smaller batch")))?;
+        data.extend(typed.readonly().as_array().iter().copied());
         let input = Array4::from_shape_vec((shape[0], c, h, w), data).map_err(value_error)?;
         let out = py
             .detach(|| {
                 let mut ws = self.spare.lock().map(|mut s| s.pop()).unwrap_or(None).unwrap_or_else(Workspace::new);
                 let y = self.model.forward_into(input.view(), &mut ws).map(|y| y.to_owned());
-                if let Ok(mut s) = self.spare.lock() {
-                    s.push(ws);
+                // Kept for the next call unless a huge batch made it huge.
+                if ws.bytes() <= MAX_SPARE_BYTES {
+                    if let Ok(mut s) = self.spare.lock() {
+                        s.push(ws);
+                    }
                 }
                 y
             })
@@ -178,20 +194,29 @@ impl PyModel {
 /// The model input [C, H, W] of a JPEG or PNG file, preprocessed as `infer --image` does
 /// (torchvision's Resize, CenterCrop, ToTensor, Normalize on a PIL image).
 #[pyfunction]
-#[pyo3(signature = (path, resize = None))]
-fn load_image<'py>(py: Python<'py>, path: std::path::PathBuf, resize: Option<usize>) -> PyResult<Bound<'py, PyArray3<f32>>> {
-    let mut pre = crate::images::preprocess();
-    if let Some(r) = resize {
-        pre.resize = r;
-    }
+#[pyo3(signature = (path, resize = None, mean = None, std = None))]
+fn load_image<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    resize: Option<usize>,
+    mean: Option<Vec<f32>>,
+    std: Option<Vec<f32>>,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let pre = transform(resize, mean, std)?;
     let x = py.detach(|| crate::images::load(&path, &pre)).map_err(|e| value_error(format!("{}: {e}", path.display())))?;
     Ok(to_numpy3(x).into_pyarray(py))
 }
 
 /// The same preprocessing on decoded pixels: uint8 [H, W] (grey) or [H, W, 3] (RGB).
 #[pyfunction]
-#[pyo3(signature = (pixels, resize = None))]
-fn preprocess<'py>(py: Python<'py>, pixels: &Bound<'py, PyAny>, resize: Option<usize>) -> PyResult<Bound<'py, PyArray3<f32>>> {
+#[pyo3(signature = (pixels, resize = None, mean = None, std = None))]
+fn preprocess<'py>(
+    py: Python<'py>,
+    pixels: &Bound<'py, PyAny>,
+    resize: Option<usize>,
+    mean: Option<Vec<f32>>,
+    std: Option<Vec<f32>>,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
     let arr = py.import("numpy")?.call_method1("asarray", (pixels,))?;
     let typed = arr.cast::<numpy::PyArrayDyn<u8>>().map_err(|_| value_error("expected a uint8 array [H, W] or [H, W, 3]"))?;
     let view = typed.readonly();
@@ -202,11 +227,43 @@ fn preprocess<'py>(py: Python<'py>, pixels: &Bound<'py, PyAny>, resize: Option<u
         ref s => return Err(value_error(format!("expected a uint8 array [H, W] or [H, W, 3], found shape {s:?}"))),
     };
     let pixels = Pixels { width, height, channels, data: a.iter().copied().collect() };
+    let pre = transform(resize, mean, std)?;
+    Ok(to_numpy3(pre.apply(&pixels).map_err(value_error)?).into_pyarray(py))
+}
+
+/// The model's default transform with the given overrides (`mean`/`std`: one value a
+/// channel; an empty list turns normalisation off).
+fn transform(resize: Option<usize>, mean: Option<Vec<f32>>, std: Option<Vec<f32>>) -> PyResult<crate::runtime::preprocess::Preprocess> {
     let mut pre = crate::images::preprocess();
     if let Some(r) = resize {
         pre.resize = r;
     }
-    Ok(to_numpy3(pre.apply(&pixels).map_err(value_error)?).into_pyarray(py))
+    let c = pre.channels;
+    let pick = |name: &str, v: Option<Vec<f32>>, default: [f32; 3]| -> PyResult<Option<[f32; 3]>> {
+        match v {
+            None => Ok(Some(default)),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) if v.len() == c && v.iter().all(|x| x.is_finite()) => {
+                let mut out = [0.0; 3];
+                out[..c].copy_from_slice(&v);
+                Ok(Some(out))
+            }
+            Some(v) => Err(value_error(format!("{name}: expected {c} finite values (one a channel), found {v:?}"))),
+        }
+    };
+    let (dm, ds) = pre.normalize.unwrap_or(([0.0; 3], [1.0; 3]));
+    let explicit = mean.is_some() || std.is_some();
+    let (m, s) = (pick("mean", mean, dm)?, pick("std", std, ds)?);
+    if let Some(s) = s {
+        if s[..c].contains(&0.0) {
+            return Err(value_error("std: a standard deviation of 0 divides by zero"));
+        }
+    }
+    if explicit {
+        pre.normalize = m.zip(s);
+    }
+    pre.check().map_err(value_error)?;
+    Ok(pre)
 }
 
 #[pymodule]

@@ -45,26 +45,76 @@ impl Format {
     }
 }
 
-/// The files of `dir` named `*.jpg`, `*.jpeg` or `*.png` (any case), sorted by name.
+/// The regular files of `dir` (symbolic links followed) named `*.jpg`, `*.jpeg` or `*.png`
+/// (any case), sorted by name; other entries with those names (folders, pipes, devices)
+/// are reported and passed over.
 fn image_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("--images {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| format!("--images {}: {e}", dir.display()))?.path();
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        if matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png")) && !path.is_dir() {
-            files.push(path);
+        if !matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png")) {
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => files.push(path),
+            Ok(_) => eprintln!("passed over {}: not a regular file", path.display()),
+            // Unreadable entries (a broken link) are tried, and reported as failures.
+            Err(_) => files.push(path),
         }
     }
     files.sort();
     Ok(files)
 }
 
-/// The `k` best classes of one row of logits, best first.
+/// The `k` best classes of one row of logits, best first; NaN ranks last.
 fn top_k(logits: ArrayView1<f32>, k: usize) -> Vec<(usize, f32)> {
+    let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
     let mut idx: Vec<usize> = (0..logits.len()).collect();
-    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    idx.sort_by(|&a, &b| key(logits[b]).total_cmp(&key(logits[a])).then(logits[a].is_nan().cmp(&logits[b].is_nan())).then(a.cmp(&b)));
     idx.into_iter().take(k).map(|i| (i, logits[i])).collect()
+}
+
+/// A JSON number, or `null` for NaN and infinities (which JSON has no spelling for).
+fn json_number(v: f32) -> String {
+    if v.is_finite() {
+        v.to_string()
+    } else {
+        "null".into()
+    }
+}
+
+/// A file name as text, without losing bytes that are not UTF-8 (written as `\xNN`).
+fn file_name(p: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = String::new();
+        for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02X}"));
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        p.to_string_lossy().into_owned()
+    }
+}
+
+/// Refuses an `--out` that cannot be written, before any image is scored.
+fn check_out(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("--out {} is a folder; name a file", path.display()));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(format!("--out {}: the folder {} does not exist", path.display(), parent.display()));
+    }
+    Ok(())
 }
 
 /// A JSON string literal.
@@ -107,7 +157,10 @@ fn load_all(files: &[PathBuf], pre: &Preprocess, threads: usize) -> Vec<Result<i
 /// Scores every image of `o.dir`; results go to `o.out` (or stdout), problems to stderr.
 pub fn score(model: &Model, ws: &mut Workspace, o: &Options) -> Result<Outcome, String> {
     let format = match o.out {
-        Some(p) => Some(Format::of(p).ok_or_else(|| format!("--out {}: with --images, name a .jsonl or .csv file", p.display()))?),
+        Some(p) => {
+            check_out(p)?;
+            Some(Format::of(p).ok_or_else(|| format!("--out {}: with --images, name a .jsonl or .csv file", p.display()))?)
+        }
         None => None,
     };
     let files = image_files(o.dir)?;
@@ -123,14 +176,15 @@ pub fn score(model: &Model, ws: &mut Workspace, o: &Options) -> Result<Outcome, 
     let mut rows: Vec<(String, Vec<(usize, f32)>)> = Vec::with_capacity(files.len());
     let mut failed = 0;
     for chunk in files.chunks(o.batch) {
-        let loaded = load_all(chunk, &o.pre, o.threads);
+        let decoders = o.threads.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let loaded = load_all(chunk, &o.pre, decoders);
         let mut names = Vec::with_capacity(chunk.len());
         let mut batch = Array4::<f32>::zeros((chunk.len(), c, h, w));
         for (file, input) in chunk.iter().zip(loaded) {
             match input {
                 Ok(x) => {
                     batch.index_axis_mut(Axis(0), names.len()).assign(&x);
-                    names.push(file.strip_prefix(o.dir).unwrap_or(file).to_string_lossy().into_owned());
+                    names.push(file_name(file.strip_prefix(o.dir).unwrap_or(file)));
                 }
                 Err(e) => {
                     failed += 1;
@@ -163,8 +217,8 @@ pub fn score(model: &Model, ws: &mut Workspace, o: &Options) -> Result<Outcome, 
                         let items: Vec<String> = top
                             .iter()
                             .map(|&(i, v)| match label(i) {
-                                Some(l) => format!("{{\"class\":{i},\"label\":{},\"logit\":{v}}}", json_string(l)),
-                                None => format!("{{\"class\":{i},\"logit\":{v}}}"),
+                                Some(l) => format!("{{\"class\":{i},\"label\":{},\"logit\":{}}}", json_string(l), json_number(v)),
+                                None => format!("{{\"class\":{i},\"logit\":{}}}", json_number(v)),
                             })
                             .collect();
                         text.push_str(&format!("{{\"file\":{},\"top\":[{}]}}\n", json_string(name), items.join(",")));
