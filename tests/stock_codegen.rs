@@ -28,6 +28,7 @@ mod models {
     resnetc::resnet!(Resnext101 = "specs/resnext101_32x8d.resnet", input_shape = [3, 40, 36]);
     resnetc::resnet!(WideResnet50 = "specs/wide_resnet50_2.resnet", input_shape = [3, 40, 36]);
     resnetc::resnet!(WideResnet101 = "specs/wide_resnet101_2.resnet", input_shape = [3, 40, 36]);
+    resnetc::resnet!(MobilenetV2 = "specs/mobilenet_v2.resnet", input_shape = [3, 40, 36]);
 }
 
 /// Runs one model on every ISA against the interpreter on the same seeded weights.
@@ -79,6 +80,7 @@ fn generated_code_matches_the_interpreter_on_every_stock_spec() {
     check!(Resnext101, "specs/resnext101_32x8d.resnet");
     check!(WideResnet50, "specs/wide_resnet50_2.resnet");
     check!(WideResnet101, "specs/wide_resnet101_2.resnet");
+    check!(MobilenetV2, "specs/mobilenet_v2.resnet");
     if threads() == 2 {
         // The thread pool is per process: 1 thread runs in a child.
         let status = std::process::Command::new(std::env::current_exe().unwrap())

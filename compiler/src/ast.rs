@@ -57,6 +57,19 @@ pub enum Stmt {
     Let { name: Ident, value: Expr },
     Layer(Layer),
     Shortcut(Shortcut),
+    /// `if COND { .. } else { .. }`: the chosen statements count as written in place.
+    If { cond: Expr, then: Vec<Stmt>, otherwise: Option<Vec<Stmt>>, span: Span },
+    /// `for VARS in SOURCE { .. }`: the body once a value or row, as if written out.
+    For { vars: Vec<Ident>, source: ForSource, body: Vec<Stmt>, span: Span },
+}
+
+/// What a `for` runs over.
+#[derive(Debug, Clone)]
+pub enum ForSource {
+    /// `A..B`.
+    Range(Expr, Expr),
+    /// `[(..), (..)]`: rows, each with its span.
+    Table(Vec<(Vec<Expr>, Span)>),
 }
 
 /// `[name:] op[(args)] [{ body }]`.
@@ -110,7 +123,12 @@ pub enum ExprKind {
     Bool(bool),
     Name(String),
     Neg(Box<Expr>),
+    Not(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `then if cond else otherwise`.
+    Cond { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    /// A built-in function call.
+    Call(Ident, Vec<Expr>),
 }
 
 /// Binary operators.
@@ -121,4 +139,12 @@ pub enum BinOp {
     Mul,
     Div,
     Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
 }

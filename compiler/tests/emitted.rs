@@ -33,7 +33,12 @@ fn target_dir() -> PathBuf {
 
 /// Writes and builds the crate of `spec` in `dir`; returns the path of its `infer` copy.
 fn build(spec_name: &str, dir: &Path) -> PathBuf {
-    let c = spec(spec_name);
+    build_with(spec_name, dir, &Options::default())
+}
+
+/// [`build`] with compile options (`--set`s, the input shape).
+fn build_with(spec_name: &str, dir: &Path, options: &Options) -> PathBuf {
+    let c = compile_file(&root().join("specs").join(format!("{spec_name}.resnet")), options).unwrap();
     let files = package::crate_files(&c, &format!("specs/{spec_name}.resnet"), &package::crate_name(&c.graph.name), package::CrateOptions::default());
     package::write_crate(dir, &files).unwrap();
     build_at(dir)
@@ -100,8 +105,10 @@ fn assert_ran(what: &str, stdout: &str, kernels: &str) {
 fn emitted_crates_match_pytorch() {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emitted");
     let fx = fixtures();
-    for (spec_name, dir) in [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")] {
-        let exe = build(spec_name, &work.join(spec_name));
+    let resnets = [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")].map(|(s, d)| (s, d, Options::default()));
+    let families = common::FAMILY_FIXTURES.iter().map(|(d, s, sets, input)| (*s, *d, common::family_options(sets, *input)));
+    for (spec_name, dir, options) in resnets.into_iter().chain(families) {
+        let exe = build_with(spec_name, &work.join(dir), &options);
         // Every micro-kernel path this CPU has (AVX-512, AVX2+FMA, portable), each asserted
         // from infer's report of what ran; and 3x3 stride-1 convolutions direct, or all
         // through one Winograd tile size, instead of the compiler's choice; each on 1 and 2

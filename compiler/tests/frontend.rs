@@ -48,6 +48,7 @@ fn parameter_totals_equal_torchvision() {
         ("resnext101_32x8d", 88_791_336),
         ("wide_resnet50_2", 68_883_240),
         ("wide_resnet101_2", 126_886_696),
+        ("mobilenet_v2", 3_504_872),
     ] {
         assert_eq!(spec(name).param_count(), total, "{name}");
     }

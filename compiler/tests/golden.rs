@@ -7,6 +7,8 @@ use resnetc_compiler::parity::{assert_close, assert_parity, TOLERANCE};
 use resnetc_compiler::{compile_file, interp, ir::Graph, Options};
 use resnetc_runtime::{io, LoadOptions, WeightFile, Weights};
 
+mod common;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -51,6 +53,28 @@ fn check_fixture(spec: &str, dir: &str) {
     let torch = io::read_any(&io_path, "output").unwrap();
     let ours = exec.output();
     assert_parity(&format!("{spec}/output"), ours.view().into_dyn(), torch.view());
+}
+
+#[test]
+fn residual_families_match_pytorch() {
+    for (dir, spec, sets, input) in common::FAMILY_FIXTURES {
+        let d = fixtures().join(dir);
+        let g = compile_file(&root().join("specs").join(format!("{spec}.resnet")), &common::family_options(sets, *input)).unwrap().graph;
+        let file = WeightFile::open(&d.join("weights.safetensors")).unwrap();
+        // Every key of the state_dict (but the step counters) is a weight of the spec, with
+        // its shape, and the other way round.
+        let mut ours: Vec<(String, Vec<usize>)> = interp::expected_weights(&g);
+        let mut theirs: Vec<(String, Vec<usize>)> = file.tensors().unwrap().into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs, "{dir}: the spec's weights are not the state_dict's");
+        let w = file.load(&interp::expected_weights(&g), &LoadOptions::default()).unwrap();
+        let io_path = d.join("io.safetensors");
+        let input = io::read_nchw(&io_path, "input").unwrap();
+        let out = interp::forward(&g, &w, input.view()).unwrap();
+        let torch = io::read_any(&io_path, "output").unwrap();
+        assert_parity(&format!("{dir}/output"), out.view().into_dyn(), torch.view());
+    }
 }
 
 #[test]

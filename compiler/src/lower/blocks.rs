@@ -22,6 +22,10 @@ use crate::ir::{NodeId, Op, Shape, ShortcutKind as IrShortcut};
 /// The most blocks a `stage` may repeat (real networks use at most a few dozen).
 pub const MAX_STAGE_BLOCKS: usize = 1024;
 
+/// The name a block's body reads its input's channel count from (unless a parameter
+/// has that name).
+pub const IN_CHANNELS: &str = "in_channels";
+
 /// The deepest nesting of block calls (each level recurses in lowering; real specs use 2-3).
 pub const MAX_BLOCK_DEPTH: usize = 64;
 
@@ -173,6 +177,12 @@ impl<'p> Lowerer<'p> {
         }
         if failed {
             return None;
+        }
+        // The channels of the block's input, for structure that depends on them
+        // (MobileNet's residual only where the channels stay the same).
+        if !inner.contains_key(IN_CHANNELS) {
+            let c = self.graph.node(x).shape.c;
+            inner.insert(IN_CHANNELS.to_string(), Value::Int(i64::try_from(c).unwrap_or(i64::MAX)));
         }
         self.stack.push(name);
         let before = self.diags.len();

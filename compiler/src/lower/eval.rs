@@ -85,15 +85,123 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, Diagnostic> {
             Value::Float(f) => Ok(Value::Float(-f)),
             v => Err(Diagnostic::error(e.span, format!("cannot negate {}", v.type_name()))),
         },
+        ExprKind::Not(x) => match eval(x, env)? {
+            Value::Bool(b) => Ok(Value::Bool(!b)),
+            v => Err(Diagnostic::error(x.span, format!("`not` needs a boolean, found {}", v.type_name()))),
+        },
+        ExprKind::Binary(op @ (BinOp::And | BinOp::Or), l, r) => {
+            let a = boolean(l, env, "and/or")?;
+            // Short-circuit, as in Python: `i > 0 and n / i > 2` never divides by zero.
+            match (op, a) {
+                (BinOp::And, false) => Ok(Value::Bool(false)),
+                (BinOp::Or, true) => Ok(Value::Bool(true)),
+                _ => Ok(Value::Bool(boolean(r, env, "and/or")?)),
+            }
+        }
         ExprKind::Binary(op, l, r) => {
             let (a, b) = (eval(l, env)?, eval(r, env)?);
             binary(*op, a, b, e.span, r.span)
+        }
+        ExprKind::Cond { cond, then, otherwise } => {
+            if boolean(cond, env, "`if`")? {
+                eval(then, env)
+            } else {
+                eval(otherwise, env)
+            }
+        }
+        ExprKind::Call(name, args) => {
+            let values = args.iter().map(|a| eval(a, env)).collect::<Result<Vec<_>, _>>()?;
+            call(name, &values, e.span)
+        }
+    }
+}
+
+/// Evaluates a condition, which must be a boolean.
+pub fn boolean(e: &Expr, env: &Env, what: &str) -> Result<bool, Diagnostic> {
+    match eval(e, env)? {
+        Value::Bool(b) => Ok(b),
+        v => Err(Diagnostic::error(e.span, format!("{what} needs a boolean, found {}", v.type_name()))
+            .label("not true or false")
+            .help("compare it: `==`, `!=`, `<`, `<=`, `>`, `>=`")),
+    }
+}
+
+/// The built-in functions of expressions.
+pub const FUNCTIONS: &[&str] = &["make_divisible", "min", "max", "int", "round"];
+
+/// Calls a built-in function.
+fn call(name: &crate::ast::Ident, args: &[Value], span: Span) -> Result<Value, Diagnostic> {
+    let arity = |n: std::ops::RangeInclusive<usize>, usage: &str| -> Result<(), Diagnostic> {
+        if n.contains(&args.len()) {
+            Ok(())
+        } else {
+            Err(Diagnostic::error(span, format!("`{}` takes {usage}, found {} arguments", name.text, args.len())))
+        }
+    };
+    let number = |v: &Value| -> Result<f64, Diagnostic> {
+        match v {
+            Value::Int(i) => Ok(*i as f64),
+            Value::Float(f) => Ok(*f),
+            Value::Bool(_) => Err(Diagnostic::error(span, format!("`{}` takes numbers, found a boolean", name.text))),
+        }
+    };
+    let to_int = |x: f64| -> Result<Value, Diagnostic> {
+        if x.is_finite() && x.abs() < 9.0e18 {
+            Ok(Value::Int(x as i64))
+        } else {
+            Err(Diagnostic::error(span, format!("`{}` gives {x}, not a 64-bit integer", name.text)))
+        }
+    };
+    match name.text.as_str() {
+        // torchvision's `_make_divisible(v, divisor, min_value=None)`: the nearest multiple
+        // of `divisor`, at least `min_value`, and not below 90% of `v`.
+        "make_divisible" => {
+            arity(2..=3, "2 or 3 arguments (value, divisor[, minimum])")?;
+            let (v, d) = (number(&args[0])?, number(&args[1])?);
+            if d < 1.0 || d.fract() != 0.0 || !v.is_finite() || v.abs() > 1e15 {
+                return Err(Diagnostic::error(span, "`make_divisible` needs a finite value and a whole divisor of at least 1"));
+            }
+            let min = if args.len() == 3 { number(&args[2])? } else { d };
+            let mut new_v = min.max(((v + d / 2.0) as i64 / d as i64 * d as i64) as f64);
+            if new_v < 0.9 * v {
+                new_v += d;
+            }
+            to_int(new_v)
+        }
+        "min" | "max" => {
+            arity(2..=usize::MAX, "2 or more arguments")?;
+            if args.iter().all(|a| matches!(a, Value::Int(_))) {
+                let ints = args.iter().map(|a| if let Value::Int(i) = a { *i } else { 0 });
+                return Ok(Value::Int(if name.text == "min" { ints.min() } else { ints.max() }.unwrap_or(0)));
+            }
+            let xs = args.iter().map(number).collect::<Result<Vec<_>, _>>()?;
+            let f = if name.text == "min" { f64::min } else { f64::max };
+            Ok(Value::Float(xs.into_iter().reduce(f).unwrap_or(0.0)))
+        }
+        // Python's `int` (toward zero) and `round` (half to even).
+        "int" => {
+            arity(1..=1, "1 argument")?;
+            to_int(number(&args[0])?.trunc())
+        }
+        "round" => {
+            arity(1..=1, "1 argument")?;
+            to_int(number(&args[0])?.round_ties_even())
+        }
+        other => {
+            let d = Diagnostic::error(name.span, format!("unknown function `{other}`")).label("not a built-in function");
+            Err(match did_you_mean(other, FUNCTIONS.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("functions: {}", FUNCTIONS.join(", "))),
+            })
         }
     }
 }
 
 fn binary(op: BinOp, a: Value, b: Value, span: Span, rhs: Span) -> Result<Value, Diagnostic> {
     let overflow = || Diagnostic::error(span, "integer overflow in this expression");
+    if matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) {
+        return compare(op, a, b, span);
+    }
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => {
             if matches!(op, BinOp::Div | BinOp::Rem) && y == 0 {
@@ -105,6 +213,7 @@ fn binary(op: BinOp, a: Value, b: Value, span: Span, rhs: Span) -> Result<Value,
                 BinOp::Mul => x.checked_mul(y),
                 BinOp::Div => x.checked_div(y),
                 BinOp::Rem => x.checked_rem(y),
+                _ => unreachable!("invariant: comparisons and and/or are handled before"),
             };
             r.map(Value::Int).ok_or_else(overflow)
         }
@@ -117,9 +226,35 @@ fn binary(op: BinOp, a: Value, b: Value, span: Span, rhs: Span) -> Result<Value,
                 BinOp::Mul => x * y,
                 BinOp::Div => x / y,
                 BinOp::Rem => x % y,
+                _ => unreachable!("invariant: comparisons and and/or are handled before"),
             }))
         }
     }
+}
+
+/// `== != < <= > >=`: numbers with numbers (an integer equals the same float), booleans
+/// with booleans for `==` and `!=`.
+fn compare(op: BinOp, a: Value, b: Value, span: Span) -> Result<Value, Diagnostic> {
+    let ord = match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) if matches!(op, BinOp::Eq | BinOp::Ne) => x.cmp(&y),
+        (Value::Bool(_), _) | (_, Value::Bool(_)) => {
+            return Err(Diagnostic::error(span, format!("cannot compare {} with {}", a.type_name(), b.type_name())));
+        }
+        (Value::Int(x), Value::Int(y)) => x.cmp(&y),
+        (x, y) => match as_f64(x).partial_cmp(&as_f64(y)) {
+            Some(o) => o,
+            None => return Ok(Value::Bool(op == BinOp::Ne)),
+        },
+    };
+    use std::cmp::Ordering::*;
+    Ok(Value::Bool(match op {
+        BinOp::Eq => ord == Equal,
+        BinOp::Ne => ord != Equal,
+        BinOp::Lt => ord == Less,
+        BinOp::Le => ord != Greater,
+        BinOp::Gt => ord == Greater,
+        _ => ord != Less,
+    }))
 }
 
 fn as_f64(v: Value) -> f64 {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 pub use eval::Value;
 
-use crate::ast::{Def, Item, Layer, Stmt};
+use crate::ast::{Def, ForSource, Item, Layer, Stmt};
 use crate::diag::{did_you_mean, Diagnostic, Span, Suggestion};
 use crate::frontend::Program;
 use crate::ir::{Graph, Mark, NodeId, Shape};
@@ -36,7 +36,7 @@ pub const MAX_NODES: usize = 100_000;
 /// Lowers the root file's network. Returns a graph only when there were no errors.
 pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnostic>) {
     let mut l =
-        Lowerer { blocks: HashMap::new(), diags: vec![], graph: Graph::new("", Shape::new(1, 1, 1)), stack: vec![], too_many_nodes: false };
+        Lowerer { blocks: HashMap::new(), diags: vec![], graph: Graph::new("", Shape::new(1, 1, 1)), stack: vec![], too_many_nodes: false, iterations: 0 };
     let mut networks = Vec::new();
     for (i, (_, file)) in program.files.iter().enumerate() {
         for item in &file.items {
@@ -112,6 +112,26 @@ pub(crate) struct Lowerer<'p> {
     stack: Vec<&'p str>,
     /// Whether the [`MAX_NODES`] error was reported.
     too_many_nodes: bool,
+    /// `for` iterations so far, all loops together (bounded by [`MAX_ITERATIONS`]).
+    iterations: usize,
+}
+
+/// The most iterations of one `for` (rows of a table, or values of a range).
+pub const MAX_LOOP: usize = 1024;
+
+/// The most iterations of all `for`s of a spec together (nested loops multiply).
+pub const MAX_ITERATIONS: usize = 100_000;
+
+/// Where the lowering of a body stands: `if` branches and `for` bodies continue it.
+struct BodyState<'s> {
+    main: NodeId,
+    names: Names,
+    /// The next index of an unnamed layer in a sequential body.
+    index: usize,
+    shortcut_seen: Option<Span>,
+    prefix: &'s str,
+    scope: Scope,
+    block_input: Option<NodeId>,
 }
 
 /// The outputs of the named layers of a body so far, for `from` and duplicate checks.
@@ -230,20 +250,60 @@ impl<'p> Lowerer<'p> {
     /// Lowers a body; returns the value at its end. In a block, `shortcut` statements add
     /// the shortcut (taken from `block_input` or a named layer) to the main path.
     fn body(&mut self, stmts: &'p [Stmt], env: &mut Env, prefix: &str, x: NodeId, scope: Scope, block_input: Option<NodeId>) -> NodeId {
-        let mut main = x;
-        let mut names = Names::default();
-        let mut index = 0usize;
-        let mut shortcut_seen: Option<Span> = None;
+        let mut st = BodyState { main: x, names: Names::default(), index: 0, shortcut_seen: None, prefix, scope, block_input };
+        self.stmts(stmts, env, &mut st);
+        st.main
+    }
+
+    /// The statements of a body (or of an `if` branch or `for` body spliced into it).
+    /// Returns false when lowering must stop (too many layers).
+    fn stmts(&mut self, stmts: &'p [Stmt], env: &mut Env, st: &mut BodyState<'_>) -> bool {
         for stmt in stmts {
             match stmt {
                 Stmt::Input { span, .. } => {
-                    if scope != Scope::Network {
+                    if st.scope != Scope::Network {
                         self.diags.push(Diagnostic::error(*span, "`input` belongs in the network, not in a block"));
                     }
                 }
                 Stmt::Let { name, value } => {
                     if let Some(v) = self.ok(eval(value, env)) {
                         env.insert(name.text.clone(), v);
+                    }
+                }
+                Stmt::If { cond, then, otherwise, .. } => {
+                    let chosen = match self.ok(eval::boolean(cond, env, "`if`")) {
+                        Some(true) => Some(then),
+                        Some(false) => otherwise.as_ref(),
+                        None => None,
+                    };
+                    if let Some(branch) = chosen {
+                        if !self.stmts(branch, env, st) {
+                            return false;
+                        }
+                    }
+                }
+                Stmt::For { vars, source, body, span } => {
+                    let Some(rows) = self.for_rows(vars, source, env, *span) else { continue };
+                    // Loop variables are visible in the body only; `let`s inside stay local too.
+                    let saved = env.clone();
+                    for row in rows {
+                        self.iterations += 1;
+                        if self.iterations > MAX_ITERATIONS {
+                            self.diags.push(
+                                Diagnostic::error(*span, format!("the loops of this spec run more than {MAX_ITERATIONS} times in all"))
+                                    .label("stopped here")
+                                    .help("nested loops multiply their counts"),
+                            );
+                            return false;
+                        }
+                        for (var, value) in vars.iter().zip(row) {
+                            env.insert(var.text.clone(), value);
+                        }
+                        let go_on = self.stmts(body, env, st);
+                        *env = saved.clone();
+                        if !go_on {
+                            return false;
+                        }
                     }
                 }
                 Stmt::Layer(layer) => {
@@ -256,13 +316,13 @@ impl<'p> Lowerer<'p> {
                                     .help("check the `blocks` counts of the stages"),
                             );
                         }
-                        return main;
+                        return false;
                     }
-                    let local = self.layer_name(layer, index, scope);
-                    index += 1;
-                    let path = join(prefix, &local);
+                    let local = self.layer_name(layer, st.index, st.scope);
+                    st.index += 1;
+                    let path = join(st.prefix, &local);
                     if layer.name.is_some() || self.has_params(layer) {
-                        if let Some((_, first)) = names.outputs.get(&local) {
+                        if let Some((_, first)) = st.names.outputs.get(&local) {
                             self.diags.push(
                                 Diagnostic::error(
                                     layer.name.as_ref().map_or(layer.op.span, |n| n.span),
@@ -274,37 +334,81 @@ impl<'p> Lowerer<'p> {
                             );
                         }
                     }
-                    if let Some(y) = self.layer(layer, env, &path, main) {
-                        main = y;
+                    if let Some(y) = self.layer(layer, env, &path, st.main) {
+                        st.main = y;
                     }
-                    names.outputs.insert(local.clone(), (main, layer.span));
-                    if scope == Scope::Network {
-                        self.graph.marks.push(Mark { name: path, node: main });
+                    st.names.outputs.insert(local.clone(), (st.main, layer.span));
+                    if st.scope == Scope::Network {
+                        self.graph.marks.push(Mark { name: path, node: st.main });
                     }
                 }
                 Stmt::Shortcut(sc) => {
-                    let Some(input) = block_input else {
+                    let Some(input) = st.block_input else {
                         self.diags.push(
                             Diagnostic::error(sc.span, "`shortcut` belongs in a block")
                                 .help("define a `block` with the residual connection and use it as a layer"),
                         );
                         continue;
                     };
-                    if let Some(first) = shortcut_seen {
+                    if let Some(first) = st.shortcut_seen {
                         self.diags.push(
                             Diagnostic::error(sc.span, "a block has one shortcut; this is a second")
                                 .help(format!("the first is at byte {}", first.start)),
                         );
                         continue;
                     }
-                    shortcut_seen = Some(sc.span);
-                    if let Some(y) = self.shortcut(sc, env, prefix, input, main, &names) {
-                        main = y;
+                    st.shortcut_seen = Some(sc.span);
+                    if let Some(y) = self.shortcut(sc, env, st.prefix, input, st.main, &st.names) {
+                        st.main = y;
                     }
                 }
             }
         }
-        main
+        true
+    }
+
+    /// The values a `for` binds, one row an iteration (checked: arity, length, limits).
+    fn for_rows(&mut self, vars: &[crate::ast::Ident], source: &ForSource, env: &Env, span: Span) -> Option<Vec<Vec<Value>>> {
+        match source {
+            ForSource::Range(a, b) => {
+                if vars.len() != 1 {
+                    self.diags.push(Diagnostic::error(span, "a range gives one value an iteration: write `for i in A..B`"));
+                    return None;
+                }
+                let (from, to) = (self.ok(eval(a, env))?, self.ok(eval(b, env))?);
+                let (Value::Int(from), Value::Int(to)) = (from, to) else {
+                    self.diags.push(Diagnostic::error(a.span.to(b.span), format!("a range needs integers, found {from} and {to}")));
+                    return None;
+                };
+                let n = to.saturating_sub(from).max(0);
+                if n as u64 > MAX_LOOP as u64 {
+                    self.diags.push(
+                        Diagnostic::error(a.span.to(b.span), format!("this loop runs {n} times, more than {MAX_LOOP}")).label("too many"),
+                    );
+                    return None;
+                }
+                Some((from..to).map(|i| vec![Value::Int(i)]).collect())
+            }
+            ForSource::Table(rows) => {
+                if rows.len() > MAX_LOOP {
+                    self.diags.push(Diagnostic::error(span, format!("a table may have at most {MAX_LOOP} rows")));
+                    return None;
+                }
+                let mut out = Vec::with_capacity(rows.len());
+                for (row, row_span) in rows {
+                    if row.len() != vars.len() {
+                        let names: Vec<&str> = vars.iter().map(|v| v.text.as_str()).collect();
+                        self.diags.push(
+                            Diagnostic::error(*row_span, format!("this row has {} values; the loop names {} ({})", row.len(), vars.len(), names.join(", ")))
+                                .label("wrong number of values"),
+                        );
+                        return None;
+                    }
+                    out.push(row.iter().map(|e| self.ok(eval(e, env))).collect::<Option<Vec<_>>>()?);
+                }
+                Some(out)
+            }
+        }
     }
 
     /// The local name of a layer: its own, else its index in a sequential body, else its op.

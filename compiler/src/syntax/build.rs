@@ -24,6 +24,15 @@ fn pratt() -> &'static PrattParser<Rule> {
     static P: OnceLock<PrattParser<Rule>> = OnceLock::new();
     P.get_or_init(|| {
         PrattParser::new()
+            .op(Op::infix(Rule::or, Assoc::Left))
+            .op(Op::infix(Rule::and, Assoc::Left))
+            .op(Op::prefix(Rule::not))
+            .op(Op::infix(Rule::eq, Assoc::Left)
+                | Op::infix(Rule::ne, Assoc::Left)
+                | Op::infix(Rule::lt, Assoc::Left)
+                | Op::infix(Rule::le, Assoc::Left)
+                | Op::infix(Rule::gt, Assoc::Left)
+                | Op::infix(Rule::ge, Assoc::Left))
             .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
             .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left) | Op::infix(Rule::rem, Assoc::Left))
             .op(Op::prefix(Rule::neg))
@@ -116,6 +125,8 @@ impl<'t> Builder<'t> {
                     stmts.push(Stmt::Let { name, value });
                 }
                 Rule::layer_stmt => stmts.push(Stmt::Layer(self.layer(p))),
+                Rule::if_stmt => stmts.push(self.if_stmt(p)),
+                Rule::for_stmt => stmts.push(self.for_stmt(p)),
                 Rule::shortcut_stmt => stmts.push(Stmt::Shortcut(self.shortcut(p))),
                 Rule::bad_stmt => self.recover(p, Rule::stmt_strict),
                 _ => {}
@@ -195,15 +206,64 @@ impl<'t> Builder<'t> {
             .collect()
     }
 
-    /// `expr`
+    /// `if COND { .. } [else ..]`
+    fn if_stmt(&mut self, pair: Pair<'_, Rule>) -> Stmt {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let cond = self.expr(inner.next().expect("invariant: if has a condition"));
+        let then = self.body(inner.next().expect("invariant: if has a body"));
+        let otherwise = inner.next().map(|p| match p.as_rule() {
+            Rule::if_stmt => vec![self.if_stmt(p)],
+            _ => self.body(p),
+        });
+        Stmt::If { cond, then, otherwise, span }
+    }
+
+    /// `for VARS in SOURCE { .. }`
+    fn for_stmt(&mut self, pair: Pair<'_, Rule>) -> Stmt {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let vars = inner.next().expect("invariant: for has variables").into_inner().map(|p| self.ident(p)).collect();
+        let src = inner.next().expect("invariant: for has a source");
+        let source = match src.as_rule() {
+            Rule::range => {
+                let mut ends = src.into_inner();
+                let a = self.expr_pairs(ends.next().expect("invariant: a range has a start").into_inner());
+                let b = self.expr_pairs(ends.next().expect("invariant: a range has an end").into_inner());
+                ForSource::Range(a, b)
+            }
+            _ => ForSource::Table(
+                src.into_inner()
+                    .map(|row| {
+                        let rs = self.span(&row);
+                        (row.into_inner().map(|e| self.expr(e)).collect(), rs)
+                    })
+                    .collect(),
+            ),
+        };
+        let body = self.body(inner.next().expect("invariant: for has a body"));
+        Stmt::For { vars, source, body, span }
+    }
+
+    /// `expr`: `A if COND else B`, or a plain `sum`.
     fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
-        self.expr_pairs(pair.into_inner())
+        let mut inner = pair.into_inner();
+        let first = self.expr_pairs(inner.next().expect("invariant: an expression has a sum").into_inner());
+        match (inner.next(), inner.next()) {
+            (Some(cond), Some(otherwise)) => {
+                let cond = self.expr_pairs(cond.into_inner());
+                let otherwise = self.expr(otherwise);
+                let span = first.span.to(otherwise.span);
+                Expr { kind: ExprKind::Cond { cond: Box::new(cond), then: Box::new(first), otherwise: Box::new(otherwise) }, span }
+            }
+            _ => first,
+        }
     }
 
     fn expr_pairs(&mut self, pairs: Pairs<'_, Rule>) -> Expr {
         let file = self.file;
         let sp = |p: &Pair<'_, Rule>| Span::new(file, p.as_span().start(), p.as_span().end());
-        let operands = pairs.clone().filter(|p| !matches!(p.as_rule(), Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::rem)).count();
+        let operands = pairs.clone().filter(|p| matches!(p.as_rule(), Rule::int | Rule::float | Rule::boolean | Rule::ident | Rule::call | Rule::expr)).count();
         if operands > super::MAX_EXPR_TERMS {
             let (first, last) = (pairs.clone().next(), pairs.clone().last());
             let span = match (first, last) {
@@ -229,6 +289,14 @@ impl<'t> Builder<'t> {
                     Rule::float => ExprKind::Float(p.as_str().parse().unwrap_or(f64::NAN)),
                     Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
                     Rule::ident => ExprKind::Name(p.as_str().to_string()),
+                    Rule::call => {
+                        let mut nested = Builder { file, text: self.text, diags: Vec::new() };
+                        let mut parts = p.into_inner();
+                        let name = nested.ident(parts.next().expect("invariant: a call names a function"));
+                        let args = parts.map(|a| nested.expr(a)).collect();
+                        diags.borrow_mut().extend(nested.diags);
+                        ExprKind::Call(name, args)
+                    }
                     Rule::expr => {
                         let mut nested = Builder { file, text: self.text, diags: Vec::new() };
                         let e = nested.expr(p);
@@ -241,7 +309,8 @@ impl<'t> Builder<'t> {
             })
             .map_prefix(|op, rhs| {
                 let span = sp(&op).to(rhs.span);
-                Expr { kind: ExprKind::Neg(Box::new(rhs)), span }
+                let kind = if op.as_rule() == Rule::not { ExprKind::Not(Box::new(rhs)) } else { ExprKind::Neg(Box::new(rhs)) };
+                Expr { kind, span }
             })
             .map_infix(|lhs, op, rhs| {
                 let op = match op.as_rule() {
@@ -249,7 +318,15 @@ impl<'t> Builder<'t> {
                     Rule::sub => BinOp::Sub,
                     Rule::mul => BinOp::Mul,
                     Rule::div => BinOp::Div,
-                    _ => BinOp::Rem,
+                    Rule::rem => BinOp::Rem,
+                    Rule::eq => BinOp::Eq,
+                    Rule::ne => BinOp::Ne,
+                    Rule::lt => BinOp::Lt,
+                    Rule::le => BinOp::Le,
+                    Rule::gt => BinOp::Gt,
+                    Rule::ge => BinOp::Ge,
+                    Rule::and => BinOp::And,
+                    _ => BinOp::Or,
                 };
                 let span = lhs.span.to(rhs.span);
                 Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span }

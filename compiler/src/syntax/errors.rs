@@ -41,7 +41,8 @@ fn expected_punctuation(e: &pest::error::Error<Rule>, pos: usize) -> Vec<String>
         .into_iter()
         .map(|t| t.to_string())
         .filter(|t| {
-            let skip = [" ", "\t", "\n", "\r\n", "\r", "//", "/*", "+", "-", "*", "/", "%", "\"", "_", "."];
+            // Operators are summed up as "an operator" (the rule name).
+            let skip = [" ", "\t", "\n", "\r\n", "\r", "//", "/*", "+", "-", "*", "/", "%", "\"", "_", ".", "==", "!=", "<", "<=", ">", ">=", ".."];
             !skip.contains(&t.as_str()) && t.chars().all(|c| c.is_ascii_punctuation())
         })
         .map(|t| format!("`{t}`"))
@@ -107,8 +108,19 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::layer_name => "a layer name",
         Rule::args => "`(`",
         Rule::named_arg => "an argument",
-        Rule::expr => "an expression",
+        Rule::expr | Rule::sum => "an expression",
         Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::rem => "an operator",
+        Rule::eq | Rule::ne | Rule::lt | Rule::le | Rule::gt | Rule::ge => "an operator",
+        Rule::and | Rule::or => "an operator",
+        Rule::not => "`not`",
+        Rule::if_stmt | Rule::if_kw => "`if`",
+        Rule::else_kw => "`else`",
+        Rule::for_stmt => "`for`",
+        Rule::for_vars => "loop variables",
+        Rule::range => "a range `A..B`",
+        Rule::table => "a table `[(..), (..)]`",
+        Rule::row => "a row `(a, b, ..)`",
+        Rule::call => "a function call",
         Rule::neg => "`-`",
         Rule::float | Rule::int => "a number",
         Rule::boolean => "`true` or `false`",
@@ -118,7 +130,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::stmt | Rule::stmt_inner => "a statement",
         Rule::arg | Rule::primary => "an expression",
         Rule::infix => "an operator",
-        Rule::prefix => "`-`",
+        Rule::prefix => "`-` or `not`",
         Rule::ident_char => "a name",
         Rule::nl => "a newline",
         Rule::WHITESPACE | Rule::COMMENT => "a space",

@@ -14,6 +14,20 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The reduced fixtures of the residual families beyond ResNet (`io.safetensors` holds
+/// `input` and `output` only): fixture folder, stock spec, `--set`s, input [C, H, W].
+pub const FAMILY_FIXTURES: &[(&str, &str, &[(&str, &str)], [usize; 3])] =
+    &[("mobilenet_v2_050", "mobilenet_v2", &[("width", "0.5"), ("classes", "10")], [3, 64, 64])];
+
+/// The compile options of a family fixture's spec.
+pub fn family_options(sets: &[(&str, &str)], input: [usize; 3]) -> resnetc_compiler::Options {
+    resnetc_compiler::Options {
+        sets: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        input_shape: Some(input),
+        ..resnetc_compiler::Options::default()
+    }
+}
+
 /// Runs the `resnetc` binary from the repository's root: exit code, stdout, stderr.
 pub fn resnetc(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_resnetc")).args(args).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
