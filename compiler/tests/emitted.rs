@@ -106,7 +106,7 @@ fn emitted_crates_match_pytorch() {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emitted");
     let fx = fixtures();
     let resnets = [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")].map(|(s, d)| (s, d, Options::default()));
-    let families = common::FAMILY_FIXTURES.iter().map(|(d, s, sets, input)| (*s, *d, common::family_options(sets, *input)));
+    let families = common::FAMILY_FIXTURES.iter().map(|f| (f.spec, f.dir, f.options()));
     for (spec_name, dir, options) in resnets.into_iter().chain(families) {
         let exe = build_with(spec_name, &work.join(dir), &options);
         // Every micro-kernel path this CPU has (AVX-512, AVX2+FMA, portable), each asserted

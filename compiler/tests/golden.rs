@@ -57,9 +57,10 @@ fn check_fixture(spec: &str, dir: &str) {
 
 #[test]
 fn residual_families_match_pytorch() {
-    for (dir, spec, sets, input) in common::FAMILY_FIXTURES {
+    for f in common::FAMILY_FIXTURES {
+        let dir = f.dir;
         let d = fixtures().join(dir);
-        let g = compile_file(&root().join("specs").join(format!("{spec}.resnet")), &common::family_options(sets, *input)).unwrap().graph;
+        let g = compile_file(&root().join("specs").join(format!("{}.resnet", f.spec)), &f.options()).unwrap().graph;
         let file = WeightFile::open(&d.join("weights.safetensors")).unwrap();
         // Every key of the state_dict (but the step counters) is a weight of the spec, with
         // its shape, and the other way round.

@@ -14,17 +14,26 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The reduced fixtures of the residual families beyond ResNet (`io.safetensors` holds
-/// `input` and `output` only): fixture folder, stock spec, `--set`s, input [C, H, W].
-pub const FAMILY_FIXTURES: &[(&str, &str, &[(&str, &str)], [usize; 3])] =
-    &[("mobilenet_v2_050", "mobilenet_v2", &[("width", "0.5"), ("classes", "10")], [3, 64, 64])];
+/// A reduced fixture of a residual family beyond ResNet (`io.safetensors` holds `input`
+/// and `output` only) and the stock spec that matches it.
+pub struct FamilyFixture {
+    pub dir: &'static str,
+    pub spec: &'static str,
+    pub sets: &'static [(&'static str, &'static str)],
+    pub input: [usize; 3],
+}
 
-/// The compile options of a family fixture's spec.
-pub fn family_options(sets: &[(&str, &str)], input: [usize; 3]) -> resnetc_compiler::Options {
-    resnetc_compiler::Options {
-        sets: sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        input_shape: Some(input),
-        ..resnetc_compiler::Options::default()
+pub const FAMILY_FIXTURES: &[FamilyFixture] =
+    &[FamilyFixture { dir: "mobilenet_v2_050", spec: "mobilenet_v2", sets: &[("width", "0.5"), ("classes", "10")], input: [3, 64, 64] }];
+
+impl FamilyFixture {
+    /// The compile options of the fixture's spec.
+    pub fn options(&self) -> resnetc_compiler::Options {
+        resnetc_compiler::Options {
+            sets: self.sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            input_shape: Some(self.input),
+            ..resnetc_compiler::Options::default()
+        }
     }
 }
 
