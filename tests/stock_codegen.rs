@@ -29,6 +29,12 @@ mod models {
     resnetc::resnet!(WideResnet50 = "specs/wide_resnet50_2.resnet", input_shape = [3, 40, 36]);
     resnetc::resnet!(WideResnet101 = "specs/wide_resnet101_2.resnet", input_shape = [3, 40, 36]);
     resnetc::resnet!(MobilenetV2 = "specs/mobilenet_v2.resnet", input_shape = [3, 40, 36]);
+    resnetc::resnet!(EfficientnetB0 = "specs/efficientnet_b0.resnet", input_shape = [3, 40, 36]);
+    resnetc::resnet!(MobilenetV3Large = "specs/mobilenet_v3_large.resnet", input_shape = [3, 40, 36]);
+    resnetc::resnet!(RegnetY400mf = "specs/regnet_y_400mf.resnet", input_shape = [3, 40, 36]);
+    resnetc::resnet!(ConvnextTiny = "specs/convnext_tiny.resnet", input_shape = [3, 64, 64]);
+    resnetc::resnet!(RegnetYSmall = "specs/regnet_y_small.resnet");
+    resnetc::resnet!(ConvnextPico = "specs/convnext_pico.resnet");
 }
 
 /// Runs one model on every ISA against the interpreter on the same seeded weights.
@@ -81,6 +87,12 @@ fn generated_code_matches_the_interpreter_on_every_stock_spec() {
     check!(WideResnet50, "specs/wide_resnet50_2.resnet");
     check!(WideResnet101, "specs/wide_resnet101_2.resnet");
     check!(MobilenetV2, "specs/mobilenet_v2.resnet");
+    check!(EfficientnetB0, "specs/efficientnet_b0.resnet");
+    check!(MobilenetV3Large, "specs/mobilenet_v3_large.resnet");
+    check!(RegnetY400mf, "specs/regnet_y_400mf.resnet");
+    check!(ConvnextTiny, "specs/convnext_tiny.resnet");
+    check!(RegnetYSmall, "specs/regnet_y_small.resnet");
+    check!(ConvnextPico, "specs/convnext_pico.resnet");
     if threads() == 2 {
         // The thread pool is per process: 1 thread runs in a child.
         let status = std::process::Command::new(std::env::current_exe().unwrap())

@@ -49,6 +49,10 @@ fn parameter_totals_equal_torchvision() {
         ("wide_resnet50_2", 68_883_240),
         ("wide_resnet101_2", 126_886_696),
         ("mobilenet_v2", 3_504_872),
+        ("efficientnet_b0", 5_288_548),
+        ("mobilenet_v3_large", 5_483_032),
+        ("regnet_y_400mf", 4_344_144),
+        ("convnext_tiny", 28_589_128),
     ] {
         assert_eq!(spec(name).param_count(), total, "{name}");
     }

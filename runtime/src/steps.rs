@@ -50,6 +50,25 @@ impl Workspace {
         kernels::add_into(a, b, y);
     }
 
+    /// Value `y` = value `x` with every channel times its factor in value `s` ([N, C]).
+    pub fn scale_channels(&mut self, x: usize, s: usize, y: usize, channels: usize) {
+        let n = self.batch();
+        let ([x, s], y, _) = self.step([x, s], y);
+        nhwc::scale_channels(x, s, n, channels, y);
+    }
+
+    /// Value `y` = value `x` with every channel times its factor in `s` (a layer scale).
+    pub fn scale_by(&mut self, x: usize, y: usize, s: &[f32]) {
+        let ([x], y, _) = self.step([x], y);
+        nhwc::scale_channels_by(x, s, y);
+    }
+
+    /// Value `y` = layer normalisation of value `x` over its `channels` at every pixel.
+    pub fn layer_norm(&mut self, x: usize, y: usize, channels: usize, eps: f32, weight: &[f32], bias: &[f32]) {
+        let ([x], y, _) = self.step([x], y);
+        nhwc::layer_norm(x, channels, weight, bias, eps, y);
+    }
+
     /// Max pooling, its output rows split over the pool's threads.
     pub fn max_pool(&mut self, x: usize, y: usize, spec: &PoolSpec) {
         let (n, isa) = (self.batch(), self.isa());

@@ -177,6 +177,21 @@ pub(super) fn emit(graph: &Graph, tensors: &TensorNames, opts: &CodegenOptions) 
                 let b = usize_lit(node.inputs[1].index());
                 quote!(ws.add(#x, #b, #y);)
             }
+            Op::LayerNorm { eps } => {
+                let get = |r| tensors.get(graph, id, r).expect("invariant: layer norm has a weight and a bias");
+                let (wt, b) = (get(ParamRole::Weight), get(ParamRole::Bias));
+                let c = usize_lit(input.c);
+                quote!(ws.layer_norm(#x, #y, #c, #eps, #wt, #b);)
+            }
+            Op::LayerScale => {
+                let s = tensors.get(graph, id, ParamRole::Value).expect("invariant: a layer scale has its value");
+                quote!(ws.scale_by(#x, #y, #s);)
+            }
+            Op::ScaleChannels => {
+                let s = usize_lit(node.inputs[1].index());
+                let c = usize_lit(input.c);
+                quote!(ws.scale_channels(#x, #s, #y, #c);)
+            }
             Op::MaxPool(p) | Op::AvgPool(p) => {
                 let name = descriptor(&mut names, pool_value(p, matches!(node.op, Op::AvgPool(_)), &shape), quote!(PoolSpec));
                 match node.op {

@@ -49,6 +49,8 @@ pub enum ParamRole {
     Bias,
     RunningMean,
     RunningVar,
+    /// A parameter that is the layer itself (`layer_scale`): keyed by the layer's path.
+    Value,
 }
 
 impl ParamRole {
@@ -59,12 +61,13 @@ impl ParamRole {
             ParamRole::Bias => "bias",
             ParamRole::RunningMean => "running_mean",
             ParamRole::RunningVar => "running_var",
+            ParamRole::Value => "",
         }
     }
 
     /// Whether PyTorch counts it in `parameters()` (running statistics are buffers).
     pub fn is_trainable(self) -> bool {
-        matches!(self, ParamRole::Weight | ParamRole::Bias)
+        matches!(self, ParamRole::Weight | ParamRole::Bias | ParamRole::Value)
     }
 }
 
@@ -144,7 +147,10 @@ impl Graph {
         let shapes = in_shape.map(|s| op.param_shapes(s)).unwrap_or_default();
         let params = shapes
             .into_iter()
-            .map(|(role, shape)| self.add_tensor(Tensor { key: format!("{name}.{}", role.suffix()), role, shape, origin: Origin::File }))
+            .map(|(role, shape)| {
+                let key = if role.suffix().is_empty() { name.clone() } else { format!("{name}.{}", role.suffix()) };
+                self.add_tensor(Tensor { key, role, shape, origin: Origin::File })
+            })
             .collect();
         self.nodes.push(Node { op, inputs, shape, name, span, params });
         let id = NodeId(self.nodes.len() as u32 - 1);

@@ -13,6 +13,8 @@ pub struct Conv {
     pub dilation: usize,
     pub groups: usize,
     pub bias: bool,
+    /// The weight is stored [out, in] (a Linear applied at every pixel), not [out, in, 1, 1].
+    pub weight_2d: bool,
     /// Epilogue: add the conv's second input (a residual) after the bias.
     pub residual: bool,
     /// Epilogue: apply an activation last.
@@ -54,8 +56,17 @@ pub enum Op {
         eps: f32,
     },
     Act(Activation),
+    /// Layer normalisation over the channels at every pixel (weight, bias [C]).
+    LayerNorm {
+        eps: f32,
+    },
+    /// A learned factor a channel ([C, 1, 1], keyed by the layer's own path).
+    LayerScale,
     /// Elementwise sum of two values of one shape (the residual add).
     Add,
+    /// The first operand [C, H, W] times the second [C, 1, 1], a factor a channel (the
+    /// squeeze-and-excitation gate).
+    ScaleChannels,
     MaxPool(Pool),
     AvgPool(Pool),
     GlobalAvgPool,
@@ -83,7 +94,7 @@ impl Op {
     pub fn arity(&self) -> usize {
         match self {
             Op::Input => 0,
-            Op::Add => 2,
+            Op::Add | Op::ScaleChannels => 2,
             Op::Conv2d(c) => 1 + usize::from(c.residual),
             _ => 1,
         }
@@ -97,6 +108,9 @@ impl Op {
             Op::BatchNorm { .. } => "batch_norm",
             Op::Act(a) => a.name(),
             Op::Add => "add",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::LayerScale => "layer_scale",
+            Op::ScaleChannels => "scale_channels",
             Op::MaxPool(_) => "max_pool",
             Op::AvgPool(_) => "avg_pool",
             Op::GlobalAvgPool => "global_avg_pool",
@@ -126,7 +140,7 @@ impl Op {
                 let out = |size| super::window_out(size, p.kernel, p.stride, p.padding, 1, p.ceil_mode);
                 Shape::new(input.c, out(input.h)?, out(input.w)?)
             }
-            Op::BatchNorm { .. } | Op::Act(_) | Op::Add | Op::Softmax => input,
+            Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::LayerScale | Op::Act(_) | Op::Add | Op::ScaleChannels | Op::Softmax => input,
             Op::GlobalAvgPool => Shape::new(input.c, 1, 1),
             Op::Flatten => Shape::new(input.checked_len()?, 1, 1),
             Op::Linear { out_features, .. } => Shape::new(out_features, 1, 1),
@@ -144,7 +158,8 @@ impl Op {
         let slot = |role: ParamRole, shape: Vec<usize>| (role, shape);
         match *self {
             Op::Conv2d(c) => {
-                let mut v = vec![slot(ParamRole::Weight, vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel])];
+                let weight = if c.weight_2d { vec![c.out_channels, input.c] } else { vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel] };
+                let mut v = vec![slot(ParamRole::Weight, weight)];
                 if c.bias {
                     v.push(slot(ParamRole::Bias, vec![c.out_channels]));
                 }
@@ -154,6 +169,8 @@ impl Op {
                 .into_iter()
                 .map(|r| slot(r, vec![input.c]))
                 .collect(),
+            Op::LayerNorm { .. } => vec![slot(ParamRole::Weight, vec![input.c]), slot(ParamRole::Bias, vec![input.c])],
+            Op::LayerScale => vec![slot(ParamRole::Value, vec![input.c, 1, 1])],
             Op::Linear { out_features, bias } => {
                 let mut v = vec![slot(ParamRole::Weight, vec![out_features, input.len()])];
                 if bias {

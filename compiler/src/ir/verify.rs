@@ -50,8 +50,13 @@ impl Graph {
             if !matches!(n.op, Op::Input | Op::Shortcut(_)) {
                 let input = self.node(n.inputs[0]).shape;
                 let expected = n.op.output_shape(input);
-                // The second operand: an add's other summand, a fused conv's residual.
-                let same = n.inputs.get(1).is_none_or(|&i| self.node(i).shape == n.shape);
+                // The second operand: an add's other summand, a fused conv's residual (same
+                // shape), or a gate's factors (one a channel).
+                let second = |i: NodeId| self.node(i).shape;
+                let same = match n.op {
+                    Op::ScaleChannels => n.inputs.get(1).is_some_and(|&i| second(i) == super::Shape::new(n.shape.c, 1, 1)),
+                    _ => n.inputs.get(1).is_none_or(|&i| second(i) == n.shape),
+                };
                 if expected != Some(n.shape) || !same {
                     return Err(VerifyError::ShapeRule { node, name: n.name.clone(), expected, found: n.shape });
                 }

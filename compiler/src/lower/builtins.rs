@@ -13,7 +13,11 @@ use crate::ir::Activation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lowering {
     Conv,
+    /// `pointwise(out)`: a Linear applied at every pixel (a 1x1 conv, weight [out, in]).
+    Pointwise,
     BatchNorm,
+    LayerNorm,
+    LayerScale,
     /// An elementwise activation (`Op::Act`).
     Act(Activation),
     /// Nothing at inference (`identity`, `dropout`): the input flows through.
@@ -28,6 +32,8 @@ pub(super) enum Lowering {
     Seq,
     /// `stage(block, ...)`: repeated blocks.
     Stage,
+    /// `gate { ... }`: the body, computed from the input, scales it channel by channel.
+    Gate,
 }
 
 /// One built-in op.
@@ -75,6 +81,9 @@ pub(super) const BUILTINS: &[Builtin] = &[
         Lowering::Conv,
     ),
     op("bn", &[opt(&["eps"], Ty::Float, Value::Float(1e-5))], true, Lowering::BatchNorm),
+    op("layernorm", &[opt(&["eps"], Ty::Float, Value::Float(1e-6))], true, Lowering::LayerNorm),
+    op("pointwise", &[req(&["out"], Ty::Int), opt(&["bias"], Ty::Bool, Value::Bool(true))], true, Lowering::Pointwise),
+    op("layer_scale", &[], true, Lowering::LayerScale),
     act(Activation::Relu),
     act(Activation::Relu6),
     act(Activation::Silu),
@@ -84,6 +93,8 @@ pub(super) const BUILTINS: &[Builtin] = &[
     act(Activation::Hardsigmoid),
     op("identity", &[], false, Lowering::Nothing),
     op("dropout", &[opt(&["p"], Ty::Float, Value::Float(0.5))], false, Lowering::Nothing),
+    op("stochastic_depth", &[opt(&["p"], Ty::Float, Value::Float(0.0))], false, Lowering::Nothing),
+    op("permute", &[], false, Lowering::Nothing),
     Builtin { name: "maxpool", params: POOL, optional: &["s"], weights: false, lowering: Lowering::MaxPool },
     Builtin {
         name: "avgpool",
@@ -103,6 +114,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
     op("linear", &[req(&["out"], Ty::Int), opt(&["bias"], Ty::Bool, Value::Bool(true))], true, Lowering::Linear),
     op("softmax", &[], false, Lowering::Softmax),
     op("seq", &[], true, Lowering::Seq),
+    op("gate", &[], true, Lowering::Gate),
     op("stage", &[], true, Lowering::Stage),
 ];
 

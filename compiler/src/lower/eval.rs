@@ -127,7 +127,7 @@ pub fn boolean(e: &Expr, env: &Env, what: &str) -> Result<bool, Diagnostic> {
 }
 
 /// The built-in functions of expressions.
-pub const FUNCTIONS: &[&str] = &["make_divisible", "min", "max", "int", "round"];
+pub const FUNCTIONS: &[&str] = &["make_divisible", "min", "max", "int", "round", "ceil"];
 
 /// Calls a built-in function.
 fn call(name: &crate::ast::Ident, args: &[Value], span: Span) -> Result<Value, Diagnostic> {
@@ -186,6 +186,10 @@ fn call(name: &crate::ast::Ident, args: &[Value], span: Span) -> Result<Value, D
         "round" => {
             arity(1..=1, "1 argument")?;
             to_int(number(&args[0])?.round_ties_even())
+        }
+        "ceil" => {
+            arity(1..=1, "1 argument")?;
+            to_int(number(&args[0])?.ceil())
         }
         other => {
             let d = Diagnostic::error(name.span, format!("unknown function `{other}`")).label("not a built-in function");

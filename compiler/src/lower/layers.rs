@@ -4,7 +4,7 @@
 
 use super::builtins::{self, Lowering};
 use super::eval::{bind_with, Bound, Env};
-use super::{Lowerer, Scope};
+use super::{join, Lowerer, Scope};
 use crate::ast::Layer;
 use crate::diag::{Diagnostic, Span, Suggestion};
 use crate::ir::{Conv, NodeId, Op, Pool, Shape};
@@ -34,9 +34,10 @@ impl<'p> Lowerer<'p> {
                 }
             };
         };
-        if layer.body.is_some() && builtin.lowering != Lowering::Seq {
+        if layer.body.is_some() && !matches!(builtin.lowering, Lowering::Seq | Lowering::Gate) {
             self.diags.push(
-                Diagnostic::error(layer.span, format!("`{name}` takes no `{{ ... }}` body")).help("only `seq` and shortcuts have bodies"),
+                Diagnostic::error(layer.span, format!("`{name}` takes no `{{ ... }}` body"))
+                    .help("only `seq`, `gate` and shortcuts have bodies"),
             );
             return None;
         }
@@ -50,6 +51,20 @@ impl<'p> Lowerer<'p> {
         let op = match builtin.lowering {
             Lowering::Conv => self.conv_op(&b, span, input)?,
             Lowering::BatchNorm => Op::BatchNorm { eps: self.float_in(&b, "eps", span, f64::MIN_POSITIVE, 1.0)? as f32 },
+            Lowering::LayerNorm => Op::LayerNorm { eps: self.float_in(&b, "eps", span, f64::MIN_POSITIVE, 1.0)? as f32 },
+            Lowering::LayerScale => Op::LayerScale,
+            Lowering::Pointwise => Op::Conv2d(Conv {
+                out_channels: self.positive(&b, "out", span)?,
+                kernel: 1,
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+                groups: 1,
+                bias: b.bool("bias"),
+                weight_2d: true,
+                residual: false,
+                act: None,
+            }),
             Lowering::Act(a) => Op::Act(a),
             Lowering::Nothing => {
                 if builtin.params.iter().any(|p| p.names[0] == "p") {
@@ -70,6 +85,31 @@ impl<'p> Lowerer<'p> {
                 };
                 let mut env = env.clone();
                 return Some(self.body(body, &mut env, path, x, Scope::Sequential, None));
+            }
+            Lowering::Gate => {
+                let Some(body) = &layer.body else {
+                    self.diags.push(
+                        Diagnostic::error(span, "`gate` needs a body")
+                            .help("write `se: gate { global_avgpool; fc1: conv(c / 4, k = 1, bias = true); relu; fc2: conv(c, k = 1, bias = true); sigmoid }`"),
+                    );
+                    return None;
+                };
+                let mut env = env.clone();
+                let before = self.diags.len();
+                let factors = self.body(body, &mut env, path, x, Scope::Sequential, None);
+                if self.diags.len() != before {
+                    return None;
+                }
+                let (shape, want) = (self.graph.node(factors).shape, Shape::new(input.c, 1, 1));
+                if shape != want {
+                    self.diags.push(
+                        Diagnostic::error(span, format!("a gate's body must give one factor a channel, {want}; this one gives {shape}"))
+                            .label("gate")
+                            .help("end the body with `global_avgpool`-sized values: pool first, and make the last conv's channels the input's"),
+                    );
+                    return None;
+                }
+                return Some(self.graph.push(Op::ScaleChannels, vec![x, factors], input, join(path, "scale"), Some(span)));
             }
             Lowering::Stage => unreachable!("handled above"),
         };
@@ -206,6 +246,7 @@ impl<'p> Lowerer<'p> {
             dilation: d,
             groups: g,
             bias: b.bool("bias"),
+            weight_2d: false,
             residual: false,
             act: None,
         }))

@@ -318,7 +318,10 @@ impl<'p> Lowerer<'p> {
                         }
                         return false;
                     }
-                    let local = self.layer_name(layer, st.index, st.scope);
+                    let Some(local) = self.layer_name(layer, st.index, st.scope, env) else {
+                        st.index += 1;
+                        continue;
+                    };
                     st.index += 1;
                     let path = join(st.prefix, &local);
                     if layer.name.is_some() || self.has_params(layer) {
@@ -411,13 +414,46 @@ impl<'p> Lowerer<'p> {
         }
     }
 
-    /// The local name of a layer: its own, else its index in a sequential body, else its op.
-    fn layer_name(&self, layer: &Layer, index: usize, scope: Scope) -> String {
+    /// The local name of a layer: its own (with `{NAME}`s replaced by their values), else
+    /// its index in a sequential body, else its op.
+    fn layer_name(&mut self, layer: &Layer, index: usize, scope: Scope, env: &Env) -> Option<String> {
         match (&layer.name, scope) {
-            (Some(n), _) => n.text.clone(),
-            (None, Scope::Sequential) => index.to_string(),
-            (None, _) => layer.op.text.clone(),
+            (Some(n), _) => self.interpolate(n, env),
+            (None, Scope::Sequential) => Some(index.to_string()),
+            (None, _) => Some(layer.op.text.clone()),
         }
+    }
+
+    /// A name with every `{NAME}` replaced by the integer `NAME` has in `env`.
+    fn interpolate(&mut self, name: &crate::ast::Ident, env: &Env) -> Option<String> {
+        let text = &name.text;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = open + rest[open..].find('}').expect("invariant: the grammar closes every `{` of a name");
+            let var = &rest[open + 1..close];
+            let at = name.span.start + (text.len() - rest.len()) + open;
+            let span = Span::new(name.span.file, at, at + var.len() + 2);
+            match env.get(var) {
+                Some(eval::Value::Int(i)) => out.push_str(&i.to_string()),
+                Some(v) => {
+                    self.diags.push(Diagnostic::error(span, format!("`{{{var}}}` in a layer name must be an integer, found {v}")));
+                    return None;
+                }
+                None => {
+                    let d = Diagnostic::error(span, format!("unknown name `{var}` in this layer name")).label("not in scope");
+                    self.diags.push(match did_you_mean(var, env.keys().map(String::as_str)) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d,
+                    });
+                    return None;
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
     }
 
     /// Two layers whose weights would have the same `state_dict` key (names are unique in

@@ -23,8 +23,25 @@ pub struct FamilyFixture {
     pub input: [usize; 3],
 }
 
-pub const FAMILY_FIXTURES: &[FamilyFixture] =
-    &[FamilyFixture { dir: "mobilenet_v2_050", spec: "mobilenet_v2", sets: &[("width", "0.5"), ("classes", "10")], input: [3, 64, 64] }];
+pub const FAMILY_FIXTURES: &[FamilyFixture] = &[
+    FamilyFixture { dir: "mobilenet_v2_050", spec: "mobilenet_v2", sets: &[("width", "0.5"), ("classes", "10")], input: [3, 64, 64] },
+    FamilyFixture {
+        dir: "efficientnet_b0_050",
+        spec: "efficientnet_b0",
+        sets: &[("width", "0.5"), ("depth", "0.5"), ("classes", "10")],
+        input: [3, 64, 64],
+    },
+    FamilyFixture {
+        dir: "mobilenet_v3_large_050",
+        spec: "mobilenet_v3_large",
+        sets: &[("width", "0.5"), ("classes", "10")],
+        input: [3, 64, 64],
+    },
+    // RegNet's reduced model has its own stage table (same blocks): its own small spec.
+    FamilyFixture { dir: "regnet_y_small", spec: "regnet_y_small", sets: &[], input: [3, 64, 64] },
+    // So has ConvNeXt's.
+    FamilyFixture { dir: "convnext_pico", spec: "convnext_pico", sets: &[], input: [3, 64, 64] },
+];
 
 impl FamilyFixture {
     /// The compile options of the fixture's spec.

@@ -116,6 +116,43 @@ pub fn avg_pool(x: &[f32], dims: [usize; 4], p: PoolParams, y: &mut [f32]) {
 }
 
 /// [N, H, W, C] (`dims` = [N, C, H, W]) -> [N, C]: the mean of each channel.
+/// NHWC `x` (`n` samples of `channels` a pixel) times `s` [n, channels] at every pixel.
+pub fn scale_channels(x: &[f32], s: &[f32], n: usize, channels: usize, y: &mut [f32]) {
+    let per = x.len() / n.max(1);
+    for b in 0..n {
+        let factors = &s[b * channels..(b + 1) * channels];
+        let (xs, ys) = (&x[b * per..(b + 1) * per], &mut y[b * per..(b + 1) * per]);
+        for (xp, yp) in xs.chunks_exact(channels).zip(ys.chunks_exact_mut(channels)) {
+            for ((yv, xv), f) in yp.iter_mut().zip(xp).zip(factors) {
+                *yv = xv * f;
+            }
+        }
+    }
+}
+
+/// NHWC `x` times `s` [channels] at every pixel of every sample.
+pub fn scale_channels_by(x: &[f32], s: &[f32], y: &mut [f32]) {
+    for (xp, yp) in x.chunks_exact(s.len()).zip(y.chunks_exact_mut(s.len())) {
+        for ((yv, xv), f) in yp.iter_mut().zip(xp).zip(s) {
+            *yv = xv * f;
+        }
+    }
+}
+
+/// Layer normalisation over the `channels` of every NHWC pixel (mean and biased variance
+/// in f32 with a second pass for the variance, as PyTorch's CPU kernel does in spirit).
+pub fn layer_norm(x: &[f32], channels: usize, weight: &[f32], bias: &[f32], eps: f32, y: &mut [f32]) {
+    let c = channels as f32;
+    for (xp, yp) in x.chunks_exact(channels).zip(y.chunks_exact_mut(channels)) {
+        let mean = xp.iter().sum::<f32>() / c;
+        let var = xp.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((yv, xv), w), b) in yp.iter_mut().zip(xp).zip(weight).zip(bias) {
+            *yv = (xv - mean) * inv * w + b;
+        }
+    }
+}
+
 pub fn global_avg_pool(x: &[f32], dims: [usize; 4], y: &mut [f32]) {
     let [n, c, h, w] = dims;
     let plane = h * w;

@@ -9,6 +9,24 @@ pub fn add(a: ArrayView4<f32>, b: ArrayView4<f32>) -> Array4<f32> {
     y
 }
 
+/// `x` [N, C, H, W] times `s` [N, C, 1, 1]: every channel scaled by its factor.
+pub fn scale_channels(x: ArrayView4<f32>, s: ArrayView4<f32>) -> Array4<f32> {
+    let mut y = x.to_owned();
+    for ((n, c, _, _), v) in y.indexed_iter_mut() {
+        *v *= s[[n, c, 0, 0]];
+    }
+    y
+}
+
+/// `x` [N, C, H, W] times `s` [C] (one factor a channel, the same for every sample).
+pub fn scale_channels_by(x: ArrayView4<f32>, s: &[f32]) -> Array4<f32> {
+    let mut y = x.to_owned();
+    for ((_, c, _, _), v) in y.indexed_iter_mut() {
+        *v *= s[c];
+    }
+    y
+}
+
 /// `y = a + b` on slices.
 pub fn add_into(a: &[f32], b: &[f32], y: &mut [f32]) {
     for ((yv, av), bv) in y.iter_mut().zip(a).zip(b) {

@@ -12,8 +12,8 @@ mod window;
 
 pub use act::{activation, activation_into, Activation};
 pub use conv::{conv2d, conv2d_fused, fold_batch_norm, fold_batch_norm_input, Conv2dParams, Epilogue};
-pub use dense::{add, add_into, flatten, linear, linear_into, pad_channels, softmax, softmax_into};
-pub use norm::batch_norm;
+pub use dense::{add, add_into, flatten, linear, linear_into, pad_channels, scale_channels, scale_channels_by, softmax, softmax_into};
+pub use norm::{batch_norm, layer_norm};
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d, PoolParams};
 pub use window::window_out;
 

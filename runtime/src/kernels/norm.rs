@@ -12,6 +12,28 @@ pub fn batch_norm(x: ArrayView4<f32>, weight: &[f32], bias: &[f32], mean: &[f32]
     y
 }
 
+/// Layer normalisation over the channels at every pixel (`nn.LayerNorm(C)` on channels-
+/// last data, torchvision's `LayerNorm2d`): `(x - mean) / sqrt(var + eps) * weight + bias`,
+/// the mean and the biased variance taken over C.
+pub fn layer_norm(x: ArrayView4<f32>, weight: &[f32], bias: &[f32], eps: f32) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    let mut y = Array4::<f32>::zeros((n, c, h, w));
+    for b in 0..n {
+        for i in 0..h {
+            for j in 0..w {
+                // Sums in f64: the reference stays exact however many channels there are.
+                let mean = (0..c).map(|k| f64::from(x[[b, k, i, j]])).sum::<f64>() / c as f64;
+                let var = (0..c).map(|k| (f64::from(x[[b, k, i, j]]) - mean).powi(2)).sum::<f64>() / c as f64;
+                let inv = 1.0 / (var + f64::from(eps)).sqrt();
+                for k in 0..c {
+                    y[[b, k, i, j]] = ((f64::from(x[[b, k, i, j]]) - mean) * inv) as f32 * weight[k] + bias[k];
+                }
+            }
+        }
+    }
+    y
+}
+
 /// [`batch_norm`] on slices of [N, C, H, W] (`dims`).
 #[allow(clippy::too_many_arguments)]
 fn batch_norm_into(x: &[f32], dims: [usize; 4], weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], eps: f32, y: &mut [f32]) {
