@@ -60,12 +60,15 @@ pub fn resnetc(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A random residual network as `.resnet` text: three block kinds (basic, bottleneck,
-/// pre-activation), every shortcut kind (the drawn one, also in pre-activation blocks),
-/// groups, dilation, biases, max- and average-pooling stems, every activation.
+/// A random residual network as `.resnet` text: five block kinds (basic, bottleneck,
+/// pre-activation; an inverted residual with a squeeze-excitation `gate`, depthwise conv,
+/// `if`s for the expansion and the residual; a ConvNeXt block with `layernorm`,
+/// `pointwise` and `layer_scale`), every shortcut kind (the drawn one, also in
+/// pre-activation blocks), groups, dilation, biases, max- and average-pooling stems, every
+/// activation.
 pub fn random_spec() -> impl Strategy<Value = String> {
     // (block kind, shortcut kind, blocks, stride, log2 groups, activation, dilation, bias)
-    let stage = (0usize..3, 0usize..6, 1usize..3, 1usize..3, 0usize..3, 0usize..Activation::ALL.len(), 1usize..3, any::<bool>());
+    let stage = (0usize..5, 0usize..6, 1usize..3, 1usize..3, 0usize..3, 0usize..Activation::ALL.len(), 1usize..3, any::<bool>());
     // (channels, height, width, stem width, stem activation, stem pool, stages, classes)
     (1usize..4, 8usize..17, 7usize..15, 1usize..3, 0usize..Activation::ALL.len(), 0usize..3, proptest::collection::vec(stage, 1..4), 2usize..6)
         .prop_map(|(c, h, w, stem_mult, stem_act, pool, stages, classes)| {
@@ -83,7 +86,9 @@ pub fn random_spec() -> impl Strategy<Value = String> {
             let mut blocks = String::new();
             for (i, (block, kind, blocks_n, stride, groups_log, act, dilation, bias)) in stages.into_iter().enumerate() {
                 let groups = 1 << groups_log;
-                let grow = (i % 2) * 4;
+                // A ConvNeXt block keeps its input's shape.
+                let grow = if block == 4 { 0 } else { (i % 2) * 4 };
+                let stride = if block == 4 { 1 } else { stride };
                 let next = width + grow;
                 let mut kind = kinds[kind];
                 // identity needs equal shapes; pad cannot shrink channels (widths never do).
@@ -100,6 +105,16 @@ pub fn random_spec() -> impl Strategy<Value = String> {
                     ),
                     1 => format!(
                         "block {name}(c, stride = 1) {{\n    conv1: conv(c, k = 1, bias = {b})\n    bn1: bn\n    relu\n    conv2: conv(c, k = 3, s = stride, p = {d}, d = {d}, groups = {groups})\n    bn2: bn\n    relu\n    conv3: conv(c, k = 1, bias = true)\n    bn3: bn\n    shortcut downsample: {kind}\n    {a}\n}}\n"
+                    ),
+                    3 => {
+                        let gate_act = if bias { "hardsigmoid" } else { "sigmoid" };
+                        format!(
+                            "block {name}(c, stride = 1, expand = {e}) {{\n    let hidden = in_channels * expand\n    block: seq {{\n        if hidden != in_channels {{\n            seq {{ conv(hidden, k = 1); bn; {a} }}\n        }}\n        seq {{ conv(hidden, k = 3, s = stride, p = 1, groups = hidden); bn; {a} }}\n        gate {{\n            global_avgpool\n            fc1: conv(max(1, in_channels / 2), k = 1, bias = true)\n            relu\n            fc2: conv(hidden, k = 1, bias = true)\n            {gate_act}\n        }}\n        seq {{ conv(c, k = 1); bn }}\n    }}\n    if stride == 1 and in_channels == c {{\n        shortcut: identity\n    }}\n}}\n",
+                            e = 1 + groups_log % 2
+                        )
+                    }
+                    4 => format!(
+                        "block {name}(c, stride = 1) {{\n    block: seq {{\n        conv(c, k = 3, p = 1, groups = c, bias = true)\n        permute\n        layernorm(eps = 1e-6)\n        pointwise(2 * c)\n        {a}\n        pointwise(c, bias = {b})\n    }}\n    layer_scale\n    shortcut: identity\n}}\n"
                     ),
                     _ => format!(
                         "block {name}(c, stride = 1) {{\n    bn1: bn\n    pre: {a}\n    conv1: conv(c, k = 3, s = stride, p = {d}, d = {d}, bias = {b})\n    bn2: bn\n    relu\n    conv2: conv(c, k = 3, p = 1)\n    shortcut shortcut: {kind} from pre\n}}\n"
