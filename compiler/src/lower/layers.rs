@@ -105,7 +105,7 @@ impl<'p> Lowerer<'p> {
                     self.diags.push(
                         Diagnostic::error(span, format!("a gate's body must give one factor a channel, {want}; this one gives {shape}"))
                             .label("gate")
-                            .help("end the body with `global_avgpool`-sized values: pool first, and make the last conv's channels the input's"),
+                            .help("pool first (`global_avgpool`), and give the last conv as many channels as the gate's input has"),
                     );
                     return None;
                 }

@@ -83,7 +83,10 @@ pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnosti
     if l.diags.is_empty() {
         l.unique_keys();
     }
-    let Lowerer { graph, diags, .. } = l;
+    let Lowerer { graph, mut diags, .. } = l;
+    // A loop body lowers once an iteration: an error in it is reported once.
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| seen.insert((d.span, d.message.clone())));
     if diags.is_empty() {
         if let Err(e) = graph.verify() {
             panic!("invariant: lowering produced an invalid graph: {e}");
