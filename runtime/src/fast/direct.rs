@@ -63,6 +63,16 @@ impl PackedConv {
         PackedConv { data, k, og, group_len }
     }
 
+    /// Weights in another kernel's layout (the depthwise one's), kept as given.
+    pub(super) fn raw(data: Vec<f32>) -> PackedConv {
+        PackedConv { data, k: 0, og: 0, group_len: 0 }
+    }
+
+    /// The packed floats.
+    pub(super) fn data(&self) -> &[f32] {
+        &self.data
+    }
+
     /// Block `b` of group `g`, and its width.
     fn block(&self, g: usize, b: usize) -> (&[f32], usize) {
         let width = block_width(self.og, b);

@@ -220,13 +220,12 @@ mod avx2 {
                     if out.act == Some(Activation::Relu) {
                         row[0] = _mm256_max_ps(zero, row[0]);
                         row[1] = _mm256_max_ps(zero, row[1]);
-                    } else if out.act.is_some() {
-                        let mut tmp = [0f32; 16];
-                        _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
-                        _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
-                        for (j, v) in tmp.iter().enumerate() {
-                            *dst.add(j) = finish(*v, &TileOut { residual: None, ..*out }, i, j0 + j, true);
-                        }
+                    } else if let Some(act) = out.act {
+                        // The residual is in already; the activation over the 16 values,
+                        // vectorised here.
+                        _mm256_storeu_ps(dst, row[0]);
+                        _mm256_storeu_ps(dst.add(8), row[1]);
+                        act.apply_slice(std::slice::from_raw_parts_mut(dst, 16));
                         continue;
                     }
                     _mm256_storeu_ps(dst, row[0]);
@@ -295,7 +294,7 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{finish, Seg, TileOut, MR};
+    use super::{Seg, TileOut, MR};
     use crate::kernels::Activation;
     use std::arch::x86_64::*;
 
@@ -386,8 +385,9 @@ mod avx512 {
                     }
                 }
                 if last && !simple_act {
-                    for j in 0..out.cols.min(16 * V) {
-                        *dst.add(j) = finish(*dst.add(j), &TileOut { residual: None, ..*out }, i, j, true);
+                    if let Some(act) = out.act {
+                        // The residual is in already; the activation over the row, vectorised here.
+                        act.apply_slice(std::slice::from_raw_parts_mut(dst, out.cols.min(16 * V)));
                     }
                 }
             }

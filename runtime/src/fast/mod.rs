@@ -13,8 +13,10 @@
 //! forces the portable path, `RESNETC_AVX512=0` keeps to AVX2); tests pass each of
 //! [`Isa::available`].
 //!
+//! Depthwise convolutions (one channel a group) have their own kernel, [`depthwise`].
+//!
 //! Module layering (no cycles): `spec`, `isa` <- `microkernel` <- `direct` <- `winograd`
-//! <- this module's dispatch <- `crate::steps`; `pool`, `nhwc` beside them.
+//! <- this module's dispatch <- `crate::steps`; `pool`, `nhwc`, `depthwise` beside them.
 
 /// `fn $name(isa: Isa, args...)` running `$body` (an `#[inline(always)]` fn with the
 /// other arguments) compiled for `isa`: the plain loops of transforms and pools, written
@@ -53,6 +55,7 @@ macro_rules! multiversion {
     };
 }
 
+pub mod depthwise;
 pub mod direct;
 mod isa;
 mod microkernel;
@@ -88,6 +91,9 @@ pub fn winograd_forced() -> Option<usize> {
 
 /// Packs `weight` [O, C / groups, K, K] (PyTorch's layout) for `spec`'s algorithm.
 pub fn pack(weight: &[f32], spec: &ConvSpec) -> PackedConv {
+    if depthwise::eligible(spec) {
+        return PackedConv::raw(depthwise::pack(weight, spec));
+    }
     match winograd_tile(spec) {
         Some(m) => winograd::pack(weight, spec, m),
         None => PackedConv::new(weight, spec),
@@ -108,6 +114,10 @@ pub fn conv(
     scratch: &mut [f32],
     y: &mut [f32],
 ) -> ConvAlgo {
+    if depthwise::eligible(spec) {
+        depthwise::conv(isa, x, n, spec, w.data(), epi, y);
+        return ConvAlgo::Direct;
+    }
     match winograd_tile(spec) {
         Some(m) => {
             winograd::conv(isa, x, n, spec, m, w, epi, scratch, y);

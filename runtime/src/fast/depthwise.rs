@@ -1,0 +1,210 @@
+//! Depthwise convolutions (groups = input channels = output channels: MobileNet's,
+//! EfficientNet's and ConvNeXt's 3x3, 5x5 and 7x7 layers) on NHWC values. The weights are
+//! packed tap-major ([K * K][C], the channels contiguous), so every output pixel is K * K
+//! products of contiguous channel runs, which vectorise across the channels on every ISA
+//! (the loops are compiled once for AVX-512, once for AVX2+FMA and once portable). The
+//! general direct convolution would run these as C groups of one channel each, a
+//! micro-kernel call per channel.
+
+use super::pool::{self, SharedMut};
+use super::{ConvSpec, Isa};
+use crate::kernels::{Activation, Epilogue};
+
+/// Channels accumulated at once (a stack buffer: nothing is allocated per call).
+const CHUNK: usize = 64;
+
+/// Whether `spec` is a depthwise convolution (one input and one output channel a group).
+pub fn eligible(spec: &ConvSpec) -> bool {
+    let c = spec.input[0];
+    c > 1 && spec.params.groups == c && spec.out_channels == c
+}
+
+/// Packs `weight` [C, 1, K, K] (PyTorch's layout) tap-major: [K * K][C].
+pub fn pack(weight: &[f32], spec: &ConvSpec) -> Vec<f32> {
+    let (c, kk) = (spec.input[0], spec.kernel * spec.kernel);
+    assert_eq!(weight.len(), c * kk, "invariant: the weight matches its spec");
+    let mut data = vec![0.0; c * kk];
+    for ch in 0..c {
+        for t in 0..kk {
+            data[t * c + ch] = weight[ch * kk + t];
+        }
+    }
+    data
+}
+
+/// The static shape of one depthwise convolution.
+#[derive(Clone, Copy)]
+struct Geometry {
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+}
+
+/// `y = act(depthwise(x) + bias + residual)` on NHWC values, `w` from [`pack`]; the output
+/// rows (over the batch) are split over the pool's threads.
+pub fn conv(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, w: &[f32], epi: Epilogue<'_>, y: &mut [f32]) {
+    assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
+    let [c, h, wd] = spec.input;
+    let p = spec.params;
+    let g = Geometry {
+        c,
+        h,
+        w: wd,
+        oh: p.out(h, spec.kernel),
+        ow: p.out(wd, spec.kernel),
+        k: spec.kernel,
+        stride: p.stride,
+        padding: p.padding,
+        dilation: p.dilation,
+    };
+    let row_len = g.ow * c;
+    let rows = n * g.oh;
+    assert!(x.len() >= n * h * wd * c && y.len() >= rows * row_len && w.len() >= g.k * g.k * c, "invariant: buffers match the spec");
+    if let Some(r) = epi.residual {
+        assert!(r.len() >= rows * row_len, "invariant: the residual has the output's shape");
+    }
+    let threads = pool::global().threads().min(rows).max(1);
+    let out = SharedMut::new(y.as_mut_ptr());
+    let job = |t: usize| {
+        let per = rows.div_ceil(threads);
+        let (r0, r1) = ((t * per).min(rows), ((t + 1) * per).min(rows));
+        if r0 == r1 {
+            return;
+        }
+        // SAFETY: task t alone writes output rows r0..r1, which lie inside `y` (asserted
+        // above: `y` holds rows * row_len floats), and `y` outlives the job (the pool
+        // returns only when every task has finished).
+        let y_rows = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * row_len), (r1 - r0) * row_len) };
+        let residual = epi.residual.map(|r| &r[r0 * row_len..r1 * row_len]);
+        rows_on(isa, x, w, g, epi.bias, residual, epi.act, r0, y_rows);
+    };
+    if threads <= 1 {
+        job(0);
+    } else {
+        pool::global().run(&|t| {
+            if t < threads {
+                job(t)
+            }
+        });
+    }
+}
+
+multiversion!(
+    /// The output rows from `r0` (over the batch) into `y`, on `isa`.
+    fn rows_on[][](
+        x: &[f32],
+        w: &[f32],
+        g: Geometry,
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        act: Option<Activation>,
+        r0: usize,
+        y: &mut [f32],
+    ) => rows_body
+);
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows_body(x: &[f32], w: &[f32], g: Geometry, bias: Option<&[f32]>, residual: Option<&[f32]>, act: Option<Activation>, r0: usize, y: &mut [f32]) {
+    let c = g.c;
+    let row_len = g.ow * c;
+    for (i, y_row) in y.chunks_exact_mut(row_len).enumerate() {
+        let (b, oy) = ((r0 + i) / g.oh, (r0 + i) % g.oh);
+        for ox in 0..g.ow {
+            for c0 in (0..c).step_by(CHUNK) {
+                let len = CHUNK.min(c - c0);
+                let mut acc = [0.0f32; CHUNK];
+                let acc = &mut acc[..len];
+                if let Some(bias) = bias {
+                    acc.copy_from_slice(&bias[c0..c0 + len]);
+                }
+                for r in 0..g.k {
+                    let iy = (oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
+                    if iy >= g.h {
+                        continue;
+                    }
+                    for q in 0..g.k {
+                        let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
+                        if ix >= g.w {
+                            continue;
+                        }
+                        let at = ((b * g.h + iy) * g.w + ix) * c + c0;
+                        let xs = &x[at..at + len];
+                        let ws = &w[(r * g.k + q) * c + c0..][..len];
+                        for ((a, xv), wv) in acc.iter_mut().zip(xs).zip(ws) {
+                            *a += xv * wv;
+                        }
+                    }
+                }
+                let at = ox * c + c0;
+                if let Some(res) = residual {
+                    for (a, rv) in acc.iter_mut().zip(&res[i * row_len + at..][..len]) {
+                        *a += rv;
+                    }
+                }
+                let dst = &mut y_row[at..at + len];
+                dst.copy_from_slice(acc);
+                if let Some(a) = act {
+                    a.apply_slice(dst);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{conv2d_fused, Conv2dParams};
+    use ndarray::Array4;
+
+    /// Every kernel size, stride, padding and dilation the families use (and odd channel
+    /// counts around the chunk), on every ISA here, against the reference convolution.
+    #[test]
+    fn depthwise_matches_the_reference_on_every_isa() {
+        for (c, k, stride, padding, dilation) in
+            [(32, 3, 1, 1, 1), (72, 5, 2, 2, 1), (24, 7, 1, 3, 1), (130, 3, 2, 1, 1), (8, 3, 1, 2, 2), (3, 5, 1, 0, 1)]
+        {
+            let (n, h, wd) = (2, 9, 11);
+            let x = Array4::from_shape_fn((n, c, h, wd), |(b, ch, i, j)| ((b * 7 + ch * 13 + i * 5 + j * 3) % 17) as f32 / 8.0 - 1.0);
+            let weight: Vec<f32> = (0..c * k * k).map(|i| ((i * 11) % 23) as f32 / 11.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..c).map(|i| i as f32 / 10.0 - 0.3).collect();
+            let p = Conv2dParams { stride, padding, dilation, groups: c };
+            let act = Some(Activation::Relu6);
+            let want = conv2d_fused(x.view(), &weight, c, k, Some(&bias), p, None, act);
+            let spec = ConvSpec { params: p, act, ..ConvSpec::new([c, h, wd], c, k) };
+            assert!(eligible(&spec));
+            let packed = pack(&weight, &spec);
+            let nhwc: Vec<f32> = x.view().permuted_axes([0, 2, 3, 1]).iter().copied().collect();
+            let (oh, ow) = (p.out(h, k), p.out(wd, k));
+            // With a residual too (where the output keeps the input's shape).
+            let residual = (oh, ow) == (h, wd);
+            let want_res = residual.then(|| conv2d_fused(x.view(), &weight, c, k, Some(&bias), p, Some(x.view()), act));
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; n * oh * ow * c];
+                conv(isa, &nhwc, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: None, act }, &mut y);
+                for (b, ch, i, j) in indices(n, c, oh, ow) {
+                    let (got, exp) = (y[((b * oh + i) * ow + j) * c + ch], want[[b, ch, i, j]]);
+                    assert!((got - exp).abs() <= 1e-5, "c={c} k={k} s={stride} ({isa}) [{b},{ch},{i},{j}]: {got} vs {exp}");
+                }
+                if let Some(want) = &want_res {
+                    conv(isa, &nhwc, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: Some(&nhwc), act }, &mut y);
+                    for (b, ch, i, j) in indices(n, c, oh, ow) {
+                        let (got, exp) = (y[((b * oh + i) * ow + j) * c + ch], want[[b, ch, i, j]]);
+                        assert!((got - exp).abs() <= 1e-5, "residual c={c} k={k} ({isa}) [{b},{ch},{i},{j}]: {got} vs {exp}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn indices(n: usize, c: usize, h: usize, w: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        (0..n).flat_map(move |b| (0..c).flat_map(move |ch| (0..h).flat_map(move |i| (0..w).map(move |j| (b, ch, i, j)))))
+    }
+}
