@@ -11,7 +11,8 @@
 # Every kernel path the CPU has is measured (AVX-512 where present, AVX2+FMA, portable at
 # batch 1), each row labelled with the kernels infer reports it ran.
 #
-#   benches/compare.sh               # every path: resnet18, resnet50, cifar_resnet20
+#   benches/compare.sh               # every path: resnet18, resnet50, cifar_resnet20,
+#                                    # mobilenet_v2, efficientnet_b0
 #   PATHS=avx2 benches/compare.sh    # one path
 #   EXTRA=1 benches/compare.sh       # also latency against batch and input size
 #   RUNS=10 benches/compare.sh       # fewer timed passes a point
@@ -59,8 +60,10 @@ label() { # path model size -> the kernels infer reports it ran on that path
   env $(kernel_env "$1") "$exe" --random-input 0 --threads 1 | sed -nE 's/.*threads?, ([^ ]+) kernels.*/\1/p'
 }
 ort1() { # path model size batch threads -> median ms
-  if [ "$2" = cifar_resnet20 ]; then
-    field median_ms "$(python3 "$root/../shared/peers/onnx/ort_bench.py" "$root/../shared/peers/onnx/cifar_resnet20.onnx" --batch "$4" --size "$3" --threads "$5" --runs "$runs" | tail -1)"
+  local onnx="$root/../shared/peers/onnx/$2.onnx"
+  if [ -f "$onnx" ]; then
+    # cifar_resnet20, mobilenet_v2, efficientnet_b0: the peers' ONNX files.
+    field median_ms "$(python3 "$root/../shared/peers/onnx/ort_bench.py" "$onnx" --batch "$4" --size "$3" --threads "$5" --runs "$runs" | tail -1)"
   else
     field median_ms "$(python3 "$peer" --model "$2" --batch "$4" --size "$3" --threads "$5" --runs "$runs" | tail -1)"
   fi
@@ -88,7 +91,7 @@ fi
 echo "| kernels | model | input | batch | threads | ours ms | ORT ms | ours / ORT | ours effective GFLOP/s | % of peak |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for path in $PATHS; do
-  for spec in resnet18:224:"1 8" resnet50:224:"1 8" cifar_resnet20:32:"1 64"; do
+  for spec in resnet18:224:"1 8" resnet50:224:"1 8" cifar_resnet20:32:"1 64" mobilenet_v2:224:"1" efficientnet_b0:224:"1"; do
     IFS=: read -r model size batches <<<"$spec"
     [ "$path" = portable ] && batches=1
     g=$(gmacs "$model" "$size")

@@ -10,8 +10,6 @@ use super::pool::{self, SharedMut};
 use super::{ConvSpec, Isa};
 use crate::kernels::{Activation, Epilogue};
 
-/// Channels accumulated at once (a stack buffer: nothing is allocated per call).
-const CHUNK: usize = 64;
 
 /// Whether `spec` is a depthwise convolution (one input and one output channel a group).
 pub fn eligible(spec: &ConvSpec) -> bool {
@@ -112,48 +110,92 @@ multiversion!(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn rows_body(x: &[f32], w: &[f32], g: Geometry, bias: Option<&[f32]>, residual: Option<&[f32]>, act: Option<Activation>, r0: usize, y: &mut [f32]) {
-    let c = g.c;
-    let row_len = g.ow * c;
+    let row_len = g.ow * g.c;
     for (i, y_row) in y.chunks_exact_mut(row_len).enumerate() {
         let (b, oy) = ((r0 + i) / g.oh, (r0 + i) % g.oh);
+        let res_row = residual.map(|r| &r[i * row_len..(i + 1) * row_len]);
+        // Pixel by pixel (its input window's channels are contiguous, and stay in L1 for
+        // the next pixel), channels in runs of LANES (one AVX-512 register, two AVX2 ones),
+        // then the rest.
         for ox in 0..g.ow {
-            for c0 in (0..c).step_by(CHUNK) {
-                let len = CHUNK.min(c - c0);
-                let mut acc = [0.0f32; CHUNK];
-                let acc = &mut acc[..len];
-                if let Some(bias) = bias {
-                    acc.copy_from_slice(&bias[c0..c0 + len]);
+            let mut c0 = 0;
+            while c0 + LANES <= g.c {
+                run::<LANES>(x, w, &g, bias, res_row, act, b, oy, ox, c0, LANES, y_row);
+                c0 += LANES;
+            }
+            if c0 < g.c {
+                run::<1>(x, w, &g, bias, res_row, act, b, oy, ox, c0, g.c - c0, y_row);
+            }
+        }
+    }
+}
+
+/// Channels a vectorised run covers.
+const LANES: usize = 16;
+
+/// Channels `c0..c0 + len` of output pixel (`oy`, `ox`) of sample `b`: with `L == LANES` in fixed-size
+/// arrays (`len == L`), with `L == 1` through slices of any `len` below [`LANES`] (a stack
+/// buffer either way: nothing is allocated per call).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run<const L: usize>(
+    x: &[f32],
+    w: &[f32],
+    g: &Geometry,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Option<Activation>,
+    b: usize,
+    oy: usize,
+    ox: usize,
+    c0: usize,
+    len: usize,
+    y_row: &mut [f32],
+) {
+    let c = g.c;
+    {
+        let mut acc = [0.0f32; LANES];
+        let acc = &mut acc[..len];
+        if let Some(bias) = bias {
+            acc.copy_from_slice(&bias[c0..c0 + len]);
+        }
+        for r in 0..g.k {
+            let iy = (oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
+            if iy >= g.h {
+                continue;
+            }
+            for q in 0..g.k {
+                let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
+                if ix >= g.w {
+                    continue;
                 }
-                for r in 0..g.k {
-                    let iy = (oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
-                    if iy >= g.h {
-                        continue;
+                let at = ((b * g.h + iy) * g.w + ix) * c + c0;
+                let wat = (r * g.k + q) * c + c0;
+                if L > 1 {
+                    // Fixed-size runs: one register each, no bounds checks in the loop.
+                    let xs: &[f32; L] = x[at..at + L].try_into().expect("invariant: a run is L long");
+                    let ws: &[f32; L] = w[wat..wat + L].try_into().expect("invariant: a run is L long");
+                    let a: &mut [f32; L] = (&mut acc[..L]).try_into().expect("invariant: a run is L long");
+                    for l in 0..L {
+                        a[l] += xs[l] * ws[l];
                     }
-                    for q in 0..g.k {
-                        let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
-                        if ix >= g.w {
-                            continue;
-                        }
-                        let at = ((b * g.h + iy) * g.w + ix) * c + c0;
-                        let xs = &x[at..at + len];
-                        let ws = &w[(r * g.k + q) * c + c0..][..len];
-                        for ((a, xv), wv) in acc.iter_mut().zip(xs).zip(ws) {
-                            *a += xv * wv;
-                        }
+                } else {
+                    for ((a, xv), wv) in acc.iter_mut().zip(&x[at..at + len]).zip(&w[wat..wat + len]) {
+                        *a += xv * wv;
                     }
-                }
-                let at = ox * c + c0;
-                if let Some(res) = residual {
-                    for (a, rv) in acc.iter_mut().zip(&res[i * row_len + at..][..len]) {
-                        *a += rv;
-                    }
-                }
-                let dst = &mut y_row[at..at + len];
-                dst.copy_from_slice(acc);
-                if let Some(a) = act {
-                    a.apply_slice(dst);
                 }
             }
+        }
+        let at = ox * c + c0;
+        if let Some(res) = residual {
+            for (a, rv) in acc.iter_mut().zip(&res[at..at + len]) {
+                *a += rv;
+            }
+        }
+        let dst = &mut y_row[at..at + len];
+        dst.copy_from_slice(acc);
+        if let Some(a) = act {
+            a.apply_slice(dst);
         }
     }
 }
