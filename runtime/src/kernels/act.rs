@@ -99,8 +99,10 @@ pub fn exp_fast(x: f32) -> f32 {
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5) * r * r + r + 1.0;
-    // 2^n from its exponent bits (n is in -126..=127 after the clamp; NaN casts to 0).
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from its exponent bits, without a float-to-int conversion (which would not
+    // vectorise as well): 2^23 + 127 + n holds 127 + n (in 1..=254 after the clamp) in its
+    // low mantissa bits, which the shift moves into the exponent field.
+    p * f32::from_bits((n + 8_388_735.0).to_bits() << 23)
 }
 
 /// erf(x) in f32: Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7 in exact
