@@ -180,3 +180,30 @@ fn broken_specs_render_diagnostics() {
         insta::assert_snapshot!(rendered);
     });
 }
+
+#[test]
+fn lets_in_if_branches_and_loop_bodies_stay_there() {
+    let text = "
+block b(c) {
+    let q = 3
+    if c == 8 {
+        let q = 5
+        x: conv(q, k = 1)
+    }
+    z: conv(q, k = 1)
+    for i in 0..1 {
+        let q = 7
+    }
+    y: conv(q, k = 1)
+}
+network n {
+    input [8, 4, 4]
+    b1: b(8)
+}
+";
+    let g = compile(&Source::inline("scopes.resnet", text), &Options::default()).unwrap().graph;
+    let keys = graph_keys(&g);
+    assert_eq!(keys["b1.x.weight"], vec![5, 8, 1, 1], "the branch's own `let`");
+    assert_eq!(keys["b1.z.weight"], vec![3, 5, 1, 1], "the block's `q` after the `if`");
+    assert_eq!(keys["b1.y.weight"], vec![3, 3, 1, 1], "the block's `q` after the `for`");
+}

@@ -280,7 +280,11 @@ impl<'p> Lowerer<'p> {
                         None => None,
                     };
                     if let Some(branch) = chosen {
-                        if !self.stmts(branch, env, st) {
+                        // `let`s inside a branch stay there, as inside a loop body.
+                        let saved = env.clone();
+                        let go_on = self.stmts(branch, env, st);
+                        *env = saved;
+                        if !go_on {
                             return false;
                         }
                     }
@@ -375,6 +379,16 @@ impl<'p> Lowerer<'p> {
 
     /// The values a `for` binds, one row an iteration (checked: arity, length, limits).
     fn for_rows(&mut self, vars: &[crate::ast::Ident], source: &ForSource, env: &Env, span: Span) -> Option<Vec<Vec<Value>>> {
+        for (i, v) in vars.iter().enumerate() {
+            if let Some(first) = vars[..i].iter().find(|u| u.text == v.text) {
+                self.diags.push(
+                    Diagnostic::error(v.span, format!("the loop names `{}` twice", v.text))
+                        .label("second time")
+                        .note(first.span, "first time"),
+                );
+                return None;
+            }
+        }
         match source {
             ForSource::Range(a, b) => {
                 if vars.len() != 1 {

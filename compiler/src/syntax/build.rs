@@ -263,7 +263,11 @@ impl<'t> Builder<'t> {
     fn expr_pairs(&mut self, pairs: Pairs<'_, Rule>) -> Expr {
         let file = self.file;
         let sp = |p: &Pair<'_, Rule>| Span::new(file, p.as_span().start(), p.as_span().end());
-        let operands = pairs.clone().filter(|p| matches!(p.as_rule(), Rule::int | Rule::float | Rule::boolean | Rule::ident | Rule::call | Rule::expr)).count();
+        // Unary operators nest like operands (each one a level of the tree): counted too.
+        let operands = pairs
+            .clone()
+            .filter(|p| matches!(p.as_rule(), Rule::int | Rule::float | Rule::boolean | Rule::ident | Rule::call | Rule::expr | Rule::neg | Rule::not))
+            .count();
         if operands > super::MAX_EXPR_TERMS {
             let (first, last) = (pairs.clone().next(), pairs.clone().last());
             let span = match (first, last) {
@@ -271,7 +275,7 @@ impl<'t> Builder<'t> {
                 _ => Span::new(file, 0, 0),
             };
             self.diags.push(
-                Diagnostic::error(span, format!("an expression may have at most {} operands; this has {operands}", super::MAX_EXPR_TERMS))
+                Diagnostic::error(span, format!("an expression may have at most {} operands and unary operators; this has {operands}", super::MAX_EXPR_TERMS))
                     .label("too long"),
             );
             return Expr { kind: ExprKind::Int(0), span };
