@@ -86,7 +86,8 @@ fn macro_model_loads_a_dataparallel_checkpoint_with_the_key_prefix_option() {
     let fx = root().join("../shared/fixtures/cifar_resnet20");
     let bytes = std::fs::read(fx.join("weights.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let renamed: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
+    let renamed: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
     let path = std::env::temp_dir().join(format!("resnetc-macro-dp-{}.safetensors", std::process::id()));
     std::fs::write(&path, safetensors::serialize(renamed, &None).unwrap()).unwrap();
     let err = CifarResnet20::load(&path).err().unwrap().to_string();

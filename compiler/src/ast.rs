@@ -53,14 +53,30 @@ pub struct Param {
 /// A statement of a body.
 #[derive(Debug, Clone)]
 pub enum Stmt {
-    Input { dims: Vec<Expr>, span: Span },
-    Let { name: Ident, value: Expr },
+    Input {
+        dims: Vec<Expr>,
+        span: Span,
+    },
+    Let {
+        name: Ident,
+        value: Expr,
+    },
     Layer(Layer),
     Shortcut(Shortcut),
     /// `if COND { .. } else { .. }`: the chosen statements count as written in place.
-    If { cond: Expr, then: Vec<Stmt>, otherwise: Option<Vec<Stmt>>, span: Span },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        otherwise: Option<Vec<Stmt>>,
+        span: Span,
+    },
     /// `for VARS in SOURCE { .. }`: the body once a value or row, as if written out.
-    For { vars: Vec<Ident>, source: ForSource, body: Vec<Stmt>, span: Span },
+    For {
+        vars: Vec<Ident>,
+        source: ForSource,
+        body: Vec<Stmt>,
+        span: Span,
+    },
 }
 
 /// What a `for` runs over.
@@ -126,7 +142,11 @@ pub enum ExprKind {
     Not(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// `then if cond else otherwise`.
-    Cond { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    Cond {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
     /// A built-in function call.
     Call(Ident, Vec<Expr>),
 }

@@ -133,7 +133,9 @@ pub fn run(graph: &Graph, weights: &Weights, input: ArrayView4<f32>) -> Result<E
             }
             Op::Act(a) => kernels::activation(x(0), *a),
             Op::Add => kernels::add(x(0), x(1)),
-            Op::LayerNorm { eps } => kernels::layer_norm(x(0), weight(), param(ParamRole::Bias).expect("invariant: layer norm has a bias"), *eps),
+            Op::LayerNorm { eps } => {
+                kernels::layer_norm(x(0), weight(), param(ParamRole::Bias).expect("invariant: layer norm has a bias"), *eps)
+            }
             Op::LayerScale => kernels::scale_channels_by(x(0), param(ParamRole::Value).expect("invariant: a layer scale has its value")),
             Op::ScaleChannels => kernels::scale_channels(x(0), x(1)),
             Op::MaxPool(p) => kernels::max_pool2d(x(0), pool(p)),

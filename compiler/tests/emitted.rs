@@ -39,7 +39,12 @@ fn build(spec_name: &str, dir: &Path) -> PathBuf {
 /// [`build`] with compile options (`--set`s, the input shape).
 fn build_with(spec_name: &str, dir: &Path, options: &Options) -> PathBuf {
     let c = compile_file(&root().join("specs").join(format!("{spec_name}.resnet")), options).unwrap();
-    let files = package::crate_files(&c, &format!("specs/{spec_name}.resnet"), &package::crate_name(&c.graph.name), package::CrateOptions::default());
+    let files = package::crate_files(
+        &c,
+        &format!("specs/{spec_name}.resnet"),
+        &package::crate_name(&c.graph.name),
+        package::CrateOptions::default(),
+    );
     package::write_crate(dir, &files).unwrap();
     build_at(dir)
 }
@@ -105,7 +110,8 @@ fn assert_ran(what: &str, stdout: &str, kernels: &str) {
 fn emitted_crates_match_pytorch() {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emitted");
     let fx = fixtures();
-    let resnets = [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")].map(|(s, d)| (s, d, Options::default()));
+    let resnets = [("cifar_resnet20", "cifar_resnet20"), ("bottleneck_1111", "bottleneck_1111"), ("resnet18", "resnet18")]
+        .map(|(s, d)| (s, d, Options::default()));
     let families = common::FAMILY_FIXTURES.iter().map(|f| (f.spec, f.dir, f.options()));
     for (spec_name, dir, options) in resnets.into_iter().chain(families) {
         let exe = build_with(spec_name, &work.join(dir), &options);

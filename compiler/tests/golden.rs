@@ -65,7 +65,8 @@ fn residual_families_match_pytorch() {
         // Every key of the state_dict (but the step counters) is a weight of the spec, with
         // its shape, and the other way round.
         let mut ours: Vec<(String, Vec<usize>)> = interp::expected_weights(&g);
-        let mut theirs: Vec<(String, Vec<usize>)> = file.tensors().unwrap().into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+        let mut theirs: Vec<(String, Vec<usize>)> =
+            file.tensors().unwrap().into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
         ours.sort();
         theirs.sort();
         assert_eq!(ours, theirs, "{dir}: the spec's weights are not the state_dict's");

@@ -214,7 +214,8 @@ impl WeightFile {
             })?;
             views.push((key.as_str(), view));
         }
-        let bytes = safetensors::serialize(views, &None).map_err(|e| WeightError::Corrupt { file: name.to_string(), reason: e.to_string() })?;
+        let bytes =
+            safetensors::serialize(views, &None).map_err(|e| WeightError::Corrupt { file: name.to_string(), reason: e.to_string() })?;
         let wf = WeightFile { name: name.to_string(), data: Backing::Bytes(bytes) };
         wf.parse()?;
         Ok(wf)

@@ -232,7 +232,8 @@ fn tensors_held_in_memory_load_like_a_file_and_bad_lengths_name_the_tensor() {
 /// `good()` with every key under `prefix`.
 fn prefixed(prefix: &str) -> Vec<u8> {
     let t: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = good().into_iter().map(|(n, d, s, b)| (format!("{prefix}{n}"), d, s, b)).collect();
-    let views: HashMap<String, TensorView<'_>> = t.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let views: HashMap<String, TensorView<'_>> =
+        t.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     safetensors::serialize(views, &None).unwrap()
 }
 
@@ -246,7 +247,10 @@ fn a_dataparallel_file_loads_with_the_key_prefix_option_and_without_it_the_error
     // Replace rather than strip: Lightning's `model.` read as another prefix, and back.
     let w = WeightFile::from_bytes(prefixed("model."))
         .unwrap()
-        .load(&[("net.conv1.weight".into(), vec![2, 1, 1, 1]), ("net.bn1.running_var".into(), vec![2])], &LoadOptions::with_key_prefix("model.", "net."))
+        .load(
+            &[("net.conv1.weight".into(), vec![2, 1, 1, 1]), ("net.bn1.running_var".into(), vec![2])],
+            &LoadOptions::with_key_prefix("model.", "net."),
+        )
         .unwrap();
     assert_eq!(w.data("net.bn1.running_var"), &[0.25, 4.0]);
     // The wrong prefix still fails, naming the file's key.

@@ -119,7 +119,8 @@ codegen-units = 4
     if options.python {
         manifest.push_str(PYTHON_MANIFEST);
     }
-    let python_mod = if options.python { "\n/// Python bindings (the `python` feature).\n#[cfg(feature = \"python\")]\nmod python;\n" } else { "" };
+    let python_mod =
+        if options.python { "\n/// Python bindings (the `python` feature).\n#[cfg(feature = \"python\")]\nmod python;\n" } else { "" };
     let lib = format!(
         "//! The `{net}` network, compiled by resnetc from `{spec_name}`.\n//!\n//! ```no_run\n//! let model = {lib_name}::Model::load(\"weights.safetensors\")?;\n//! let x = {lib_name}::runtime::ndarray::Array4::<f32>::zeros((1, {c}, {h}, {w}));\n//! let logits = model.forward(x.view())?;\n//! # Ok::<(), {lib_name}::runtime::ModelError>(())\n//! ```\n\npub use resnetc_runtime as runtime;\n\npub mod images;\n{python_mod}\n/// The model of this crate.\npub type Model = {ty};\n\n{src}",
         net = graph.name,

@@ -158,7 +158,8 @@ impl Op {
         let slot = |role: ParamRole, shape: Vec<usize>| (role, shape);
         match *self {
             Op::Conv2d(c) => {
-                let weight = if c.weight_2d { vec![c.out_channels, input.c] } else { vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel] };
+                let weight =
+                    if c.weight_2d { vec![c.out_channels, input.c] } else { vec![c.out_channels, input.c / c.groups, c.kernel, c.kernel] };
                 let mut v = vec![slot(ParamRole::Weight, weight)];
                 if c.bias {
                     v.push(slot(ParamRole::Bias, vec![c.out_channels]));

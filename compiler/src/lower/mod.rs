@@ -35,8 +35,14 @@ pub const MAX_NODES: usize = 100_000;
 
 /// Lowers the root file's network. Returns a graph only when there were no errors.
 pub fn lower(program: &Program, opts: &Options) -> (Option<Graph>, Vec<Diagnostic>) {
-    let mut l =
-        Lowerer { blocks: HashMap::new(), diags: vec![], graph: Graph::new("", Shape::new(1, 1, 1)), stack: vec![], too_many_nodes: false, iterations: 0 };
+    let mut l = Lowerer {
+        blocks: HashMap::new(),
+        diags: vec![],
+        graph: Graph::new("", Shape::new(1, 1, 1)),
+        stack: vec![],
+        too_many_nodes: false,
+        iterations: 0,
+    };
     let mut networks = Vec::new();
     for (i, (_, file)) in program.files.iter().enumerate() {
         for item in &file.items {
@@ -419,8 +425,11 @@ impl<'p> Lowerer<'p> {
                     if row.len() != vars.len() {
                         let names: Vec<&str> = vars.iter().map(|v| v.text.as_str()).collect();
                         self.diags.push(
-                            Diagnostic::error(*row_span, format!("this row has {} values; the loop names {} ({})", row.len(), vars.len(), names.join(", ")))
-                                .label("wrong number of values"),
+                            Diagnostic::error(
+                                *row_span,
+                                format!("this row has {} values; the loop names {} ({})", row.len(), vars.len(), names.join(", ")),
+                            )
+                            .label("wrong number of values"),
                         );
                         return None;
                     }

@@ -73,7 +73,18 @@ fn project(
     span: Option<crate::diag::Span>,
     bn: bool,
 ) -> NodeId {
-    let conv = Conv { out_channels: to.c, kernel: 1, stride, padding: 0, dilation: 1, groups: 1, bias: false, weight_2d: false, residual: false, act: None };
+    let conv = Conv {
+        out_channels: to.c,
+        kernel: 1,
+        stride,
+        padding: 0,
+        dilation: 1,
+        groups: 1,
+        bias: false,
+        weight_2d: false,
+        residual: false,
+        act: None,
+    };
     let y = g.push(Op::Conv2d(conv), vec![x], to, format!("{path}.{index}"), span);
     if !bn {
         return y;

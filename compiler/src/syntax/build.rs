@@ -266,7 +266,12 @@ impl<'t> Builder<'t> {
         // Unary operators nest like operands (each one a level of the tree): counted too.
         let operands = pairs
             .clone()
-            .filter(|p| matches!(p.as_rule(), Rule::int | Rule::float | Rule::boolean | Rule::ident | Rule::call | Rule::expr | Rule::neg | Rule::not))
+            .filter(|p| {
+                matches!(
+                    p.as_rule(),
+                    Rule::int | Rule::float | Rule::boolean | Rule::ident | Rule::call | Rule::expr | Rule::neg | Rule::not
+                )
+            })
             .count();
         if operands > super::MAX_EXPR_TERMS {
             let (first, last) = (pairs.clone().next(), pairs.clone().last());
@@ -275,8 +280,11 @@ impl<'t> Builder<'t> {
                 _ => Span::new(file, 0, 0),
             };
             self.diags.push(
-                Diagnostic::error(span, format!("an expression may have at most {} operands and unary operators; this has {operands}", super::MAX_EXPR_TERMS))
-                    .label("too long"),
+                Diagnostic::error(
+                    span,
+                    format!("an expression may have at most {} operands and unary operators; this has {operands}", super::MAX_EXPR_TERMS),
+                )
+                .label("too long"),
             );
             return Expr { kind: ExprKind::Int(0), span };
         }

@@ -42,7 +42,9 @@ fn expected_punctuation(e: &pest::error::Error<Rule>, pos: usize) -> Vec<String>
         .map(|t| t.to_string())
         .filter(|t| {
             // Operators are summed up as "an operator" (the rule name).
-            let skip = [" ", "\t", "\n", "\r\n", "\r", "//", "/*", "+", "-", "*", "/", "%", "\"", "_", ".", "==", "!=", "<", "<=", ">", ">=", ".."];
+            let skip = [
+                " ", "\t", "\n", "\r\n", "\r", "//", "/*", "+", "-", "*", "/", "%", "\"", "_", ".", "==", "!=", "<", "<=", ">", ">=", "..",
+            ];
             !skip.contains(&t.as_str()) && t.chars().all(|c| c.is_ascii_punctuation())
         })
         .map(|t| format!("`{t}`"))

@@ -10,7 +10,6 @@ use super::pool::{self, SharedMut};
 use super::{ConvSpec, Isa};
 use crate::kernels::{Activation, Epilogue};
 
-
 /// Whether `spec` is a depthwise convolution (one input and one output channel a group).
 pub fn eligible(spec: &ConvSpec) -> bool {
     let c = spec.input[0];
@@ -109,7 +108,16 @@ multiversion!(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn rows_body(x: &[f32], w: &[f32], g: Geometry, bias: Option<&[f32]>, residual: Option<&[f32]>, act: Option<Activation>, r0: usize, y: &mut [f32]) {
+fn rows_body(
+    x: &[f32],
+    w: &[f32],
+    g: Geometry,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Option<Activation>,
+    r0: usize,
+    y: &mut [f32],
+) {
     let row_len = g.ow * g.c;
     for (i, y_row) in y.chunks_exact_mut(row_len).enumerate() {
         let (b, oy) = ((r0 + i) / g.oh, (r0 + i) % g.oh);

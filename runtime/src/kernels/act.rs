@@ -98,7 +98,9 @@ pub fn exp_fast(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5) * r * r + r + 1.0;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5) * r * r
+        + r
+        + 1.0;
     // 2^n from its exponent bits, without a float-to-int conversion (which would not
     // vectorise as well): 2^23 + 127 + n holds 127 + n (in 1..=254 after the clamp) in its
     // low mantissa bits, which the shift moves into the exponent field.
