@@ -81,15 +81,7 @@ pub fn conv(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, w: &[f32], epi: Epil
         let residual = epi.residual.map(|r| &r[r0 * row_len..r1 * row_len]);
         rows_on(isa, x, w, g, epi.bias, residual, epi.act, r0, y_rows);
     };
-    if threads <= 1 {
-        job(0);
-    } else {
-        pool::global().run(&|t| {
-            if t < threads {
-                job(t)
-            }
-        });
-    }
+    pool::run_first(threads, &job);
 }
 
 multiversion!(

@@ -188,15 +188,7 @@ fn conv_on(
             }
         }
     };
-    if threads <= 1 {
-        job(0);
-    } else {
-        pool::global().run(&|t| {
-            if t < threads {
-                job(t)
-            }
-        });
-    }
+    pool::run_first(threads, &job);
 }
 
 /// Packed weights up to this size are run tile-major (see [`conv`]): measured on resnet50,

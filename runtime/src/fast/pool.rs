@@ -94,6 +94,20 @@ pub fn set_threads(threads: usize) -> Result<(), String> {
     }
 }
 
+/// Runs `job(0)`, ..., `job(threads - 1)` on the global pool (on the calling thread alone
+/// when `threads` is 1), the pool's other threads idle.
+pub fn run_first(threads: usize, job: &(dyn Fn(usize) + Sync)) {
+    if threads <= 1 {
+        job(0);
+    } else {
+        global().run(&|t| {
+            if t < threads {
+                job(t)
+            }
+        });
+    }
+}
+
 /// The global pool (created on first use with the requested or available thread count).
 pub fn global() -> &'static Pool {
     POOL.get_or_init(|| {
