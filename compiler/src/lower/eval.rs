@@ -159,7 +159,10 @@ fn call(name: &crate::ast::Ident, args: &[Value], span: Span) -> Result<Value, D
             arity(2..=3, "2 or 3 arguments (value, divisor[, minimum])")?;
             let (v, d) = (number(&args[0])?, number(&args[1])?);
             if d < 1.0 || d.fract() != 0.0 || !v.is_finite() || v.abs() > 1e15 {
-                return Err(Diagnostic::error(span, "`make_divisible` needs a finite value and a whole divisor of at least 1"));
+                return Err(Diagnostic::error(
+                    span,
+                    format!("`make_divisible` needs a value below 1e15 in size and a whole divisor of at least 1, found {v} and {d}"),
+                ));
             }
             let min = if args.len() == 3 { number(&args[2])? } else { d };
             let mut new_v = min.max(((v + d / 2.0) as i64 / d as i64 * d as i64) as f64);

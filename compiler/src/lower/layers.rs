@@ -96,7 +96,7 @@ impl<'p> Lowerer<'p> {
                 };
                 let mut env = env.clone();
                 let before = self.diags.len();
-                let factors = self.body(body, &mut env, path, x, Scope::Sequential, None);
+                let factors = self.body(body, &mut env, path, x, Scope::Gate, None);
                 if self.diags.len() != before {
                     return None;
                 }

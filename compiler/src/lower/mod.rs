@@ -111,6 +111,8 @@ enum Scope {
     /// A `seq { }` or a hand-written shortcut path: unnamed layers are numbered, like
     /// `nn.Sequential`.
     Sequential,
+    /// A `gate { }` body: numbered like a `seq`; it cannot hold a shortcut.
+    Gate,
 }
 
 pub(crate) struct Lowerer<'p> {
@@ -360,17 +362,24 @@ impl<'p> Lowerer<'p> {
                 }
                 Stmt::Shortcut(sc) => {
                     let Some(input) = st.block_input else {
-                        self.diags.push(
+                        let d = if st.scope == Scope::Gate {
+                            Diagnostic::error(sc.span, "a gate's body cannot hold a shortcut")
+                                .help("put the shortcut in the block, after the gate")
+                        } else {
                             Diagnostic::error(sc.span, "`shortcut` belongs in a block")
-                                .help("define a `block` with the residual connection and use it as a layer"),
-                        );
+                                .help("define a `block` with the residual connection and use it as a layer")
+                        };
+                        self.diags.push(d);
                         continue;
                     };
                     if let Some(first) = st.shortcut_seen {
-                        self.diags.push(
-                            Diagnostic::error(sc.span, "a block has one shortcut; this is a second")
-                                .help(format!("the first is at byte {}", first.start)),
-                        );
+                        let d = Diagnostic::error(sc.span, "a block has one shortcut; this is a second").label("second shortcut");
+                        let d = if first == sc.span {
+                            d.help("this shortcut is inside a loop that runs more than once")
+                        } else {
+                            d.note(first, "the first shortcut")
+                        };
+                        self.diags.push(d);
                         continue;
                     }
                     st.shortcut_seen = Some(sc.span);
@@ -445,7 +454,7 @@ impl<'p> Lowerer<'p> {
     fn layer_name(&mut self, layer: &Layer, index: usize, scope: Scope, env: &Env) -> Option<String> {
         match (&layer.name, scope) {
             (Some(n), _) => self.interpolate(n, env),
-            (None, Scope::Sequential) => Some(index.to_string()),
+            (None, Scope::Sequential | Scope::Gate) => Some(index.to_string()),
             (None, _) => Some(layer.op.text.clone()),
         }
     }
