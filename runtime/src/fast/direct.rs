@@ -23,10 +23,16 @@ const MAX_SEGS: usize = 64;
 const PATCH: usize = 1536;
 
 /// A convolution's weights packed at load for [`conv`]: each group's output channels in
-/// blocks of [`OCB`] (the last one zero-padded to a multiple of 16), a block `[k][width]`.
+/// blocks of [`OCB`] (the last one zero-padded to a multiple of 16), a block made of
+/// `width / 16` panels `[k][16]`, one after the other, each starting on a cache line. A
+/// 16-column strip of a block (what the AVX2 and portable micro-kernels take at a time) is
+/// then one contiguous run of whole cache lines, and the AVX-512 kernel reads four such
+/// streams in step.
 #[derive(Debug, Clone)]
 pub struct PackedConv {
+    /// The floats, from `start` (the first 64-byte boundary of the allocation).
     data: Vec<f32>,
+    start: usize,
     /// Reduction length a group: kernel * kernel * input channels / groups.
     k: usize,
     /// Output channels a group.
@@ -35,6 +41,9 @@ pub struct PackedConv {
     group_len: usize,
 }
 
+/// Floats in one column panel row (the micro-kernels' strip width).
+pub(super) const PANEL: usize = 16;
+
 impl PackedConv {
     /// Packs `weight` [O, C / groups, K, K] (PyTorch's layout) for `spec`.
     pub fn new(weight: &[f32], spec: &ConvSpec) -> PackedConv {
@@ -42,48 +51,67 @@ impl PackedConv {
         let (cg, og) = (spec.input[0] / g, spec.out_channels / g);
         let k = kernel * kernel * cg;
         assert_eq!(weight.len(), spec.out_channels * k, "invariant: the weight matches its spec");
-        let blocks = og.div_ceil(OCB);
-        let group_len = (0..blocks).map(|b| block_width(og, b) * k).sum();
-        let mut data = Vec::with_capacity(g * group_len);
+        let group_len = og.div_ceil(PANEL) * PANEL * k;
+        let mut packed = PackedConv::aligned(g * group_len);
+        let data = &mut packed.data[packed.start..];
+        let mut at = 0;
         for gi in 0..g {
-            for b in 0..blocks {
-                let width = block_width(og, b);
+            for panel in 0..og.div_ceil(PANEL) {
                 for r in 0..kernel {
                     for s in 0..kernel {
                         for c in 0..cg {
-                            for j in 0..width {
-                                let o = b * OCB + j;
-                                data.push(if o < og { weight[(((gi * og + o) * cg + c) * kernel + r) * kernel + s] } else { 0.0 });
+                            for j in 0..PANEL {
+                                let o = panel * PANEL + j;
+                                if o < og {
+                                    data[at] = weight[(((gi * og + o) * cg + c) * kernel + r) * kernel + s];
+                                }
+                                at += 1;
                             }
                         }
                     }
                 }
             }
         }
-        PackedConv { data, k, og, group_len }
+        packed.k = k;
+        packed.og = og;
+        packed.group_len = group_len;
+        packed
+    }
+
+    /// `len` zeroed floats starting on a 64-byte boundary (a panel row is one cache line).
+    fn aligned(len: usize) -> PackedConv {
+        let data = vec![0f32; len + 15];
+        let start = data.as_ptr().align_offset(64).min(15);
+        PackedConv { data, start, k: 0, og: 0, group_len: 0 }
     }
 
     /// Weights in another kernel's layout (the depthwise one's), kept as given.
     pub(super) fn raw(data: Vec<f32>) -> PackedConv {
-        PackedConv { data, k: 0, og: 0, group_len: 0 }
+        PackedConv { data, start: 0, k: 0, og: 0, group_len: 0 }
     }
 
     /// The packed floats.
     pub(super) fn data(&self) -> &[f32] {
-        &self.data
+        &self.data[self.start..]
     }
 
-    /// Block `b` of group `g`, and its width.
-    fn block(&self, g: usize, b: usize) -> (&[f32], usize) {
-        let width = block_width(self.og, b);
-        let start = g * self.group_len + b * OCB * self.k;
+    /// Block `b` of group `g` in blocks of `bw` columns (a multiple of [`PANEL`]), and its
+    /// width: `bw`, or the rest rounded up to a panel.
+    fn block(&self, g: usize, b: usize, bw: usize) -> (&[f32], usize) {
+        let width = (self.og - b * bw).min(bw).div_ceil(PANEL) * PANEL;
+        let start = self.start + g * self.group_len + b * bw * self.k;
         (&self.data[start..start + width * self.k], width)
     }
 }
 
-/// Columns of weight block `b`: [`OCB`], or the rest rounded up to 16.
-fn block_width(out_channels: usize, b: usize) -> usize {
-    (out_channels - b * OCB).min(OCB).div_ceil(16) * 16
+/// Output channels a block of the micro-kernel of `isa` (see [`OCB`]): the AVX-512 kernel
+/// takes 64 columns at once; the AVX2 and portable ones a 16-column panel, so that the
+/// block-major order keeps one panel (`k` x 64 bytes) in L2 across the tiles.
+fn block_cols(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => OCB,
+        _ => PANEL,
+    }
 }
 
 /// Zeroed floats [`conv`] needs for the padding taps of `spec`.
@@ -153,9 +181,14 @@ fn conv_on(
         padding: p.padding,
         dilation: p.dilation,
     };
+    // Tiles of as equal sizes as can be (`base` or `base + 1` <= MR rows): 49 pixels run
+    // as 4 x 6 + 5 x 5, not 8 x 6 + 1, whose one-row tile would take two thirds of a full
+    // tile's time (its few accumulator chains wait on the FMA latency).
     let tiles = pixels.div_ceil(MR);
+    let (base, extra) = (pixels / tiles, pixels % tiles);
     // Blocks over all groups: group `gb / per_group`, block `gb % per_group`.
-    let blocks = p.groups * w.og.div_ceil(OCB);
+    let bw = block_cols(isa);
+    let blocks = p.groups * w.og.div_ceil(bw);
     let items = tiles * blocks;
     let threads = threads.min(items);
     // The (tile, block) items in one of two orders, split evenly over the threads. Tile-major
@@ -163,7 +196,7 @@ fn conv_on(
     // L2/L3; block-major streams one block at a time over all tiles, for weights too large
     // for that, and for the late layers' few pixels, so that each thread reads only its
     // share of the weights.
-    let tile_major = w.data.len() * 4 <= WEIGHT_CACHE_BYTES && tiles >= 16 * threads;
+    let tile_major = w.data().len() * 4 <= WEIGHT_CACHE_BYTES && tiles >= 16 * threads;
     let out = SharedMut::new(y.as_mut_ptr());
     let job = |t: usize| {
         let per = items.div_ceil(threads);
@@ -171,7 +204,7 @@ fn conv_on(
         // SAFETY: task t alone writes the outputs of items [i0, i1); the geometry keeps every
         // pointer inside `x` or `zeros`.
         let run = |b: std::ops::Range<usize>, tile: usize| unsafe {
-            run_tile(isa, x, zeros, &geo, w, b, tile * MR, (pixels - tile * MR).min(MR), epi, out.get(), o)
+            run_tile(isa, x, zeros, &geo, w, bw, b, tile * base + tile.min(extra), base + usize::from(tile < extra), epi, out.get(), o)
         };
         if i0 == i1 {
             return;
@@ -224,6 +257,7 @@ unsafe fn run_tile(
     zeros: &[f32],
     g: &Geometry,
     w: &PackedConv,
+    bw: usize,
     blocks: std::ops::Range<usize>,
     q0: usize,
     rows: usize,
@@ -231,14 +265,14 @@ unsafe fn run_tile(
     y: *mut f32,
     ldc: usize,
 ) {
-    let per_group = w.og.div_ceil(OCB);
+    let per_group = w.og.div_ceil(bw);
     let out = |gi: usize, b: usize, width: usize| {
-        let col0 = gi * w.og + b * OCB;
+        let col0 = gi * w.og + b * bw;
         TileOut {
             // SAFETY: the tile's first output, `q0 * ldc + col0`, lies inside the output `y` (the caller's contract).
             c: unsafe { y.add(q0 * ldc + col0) },
             ldc,
-            cols: (w.og - b * OCB).min(width),
+            cols: (w.og - b * bw).min(width),
             bias: epi.bias.map(|v| v[col0..].as_ptr()),
             residual: epi.residual.map(|r| r[q0 * ldc + col0..].as_ptr()),
             act: epi.act,
@@ -256,7 +290,7 @@ unsafe fn run_tile(
         let mut shifted = SegList::new();
         for gb in blocks {
             let (gi, b) = (gb / per_group, gb % per_group);
-            let (wb, width) = w.block(gi, b);
+            let (wb, width) = w.block(gi, b, bw);
             let segs = if gi == 0 {
                 list.as_slice()
             } else {
@@ -269,14 +303,14 @@ unsafe fn run_tile(
             // SAFETY: the caller's contract (`isa` supported, `y` ours for these outputs);
             // `segments` keeps every pointer inside `x`, `zeros` or `patch`, and the block
             // is `width * k` floats long.
-            unsafe { kernel(isa, segs, rows, wb.as_ptr(), width, &out(gi, b, width), true, true) };
+            unsafe { kernel(isa, segs, rows, wb.as_ptr(), width, w.k, &out(gi, b, width), true, true) };
         }
         return;
     }
     // Very large kernels: the list is made again a block, run in chunks through C.
     for gb in blocks {
         let (gi, b) = (gb / per_group, gb % per_group);
-        let (wb, width) = w.block(gi, b);
+        let (wb, width) = w.block(gi, b, bw);
         let tile = out(gi, b, width);
         let mut first = true;
         list.clear();
@@ -284,14 +318,14 @@ unsafe fn run_tile(
             let seg = Seg { ptr: seg.ptr.map(|p| p.wrapping_add(gi * g.c)), ..seg };
             if !list.push(seg) {
                 // SAFETY: as above.
-                unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, &tile, first, false) };
+                unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, w.k, &tile, first, false) };
                 first = false;
                 list.clear();
                 list.push(seg);
             }
         });
         // SAFETY: as above.
-        unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, &tile, first, true) };
+        unsafe { kernel(isa, list.as_slice(), rows, wb.as_ptr(), width, w.k, &tile, first, true) };
     }
 }
 

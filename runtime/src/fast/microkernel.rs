@@ -40,21 +40,33 @@ pub(super) struct TileOut {
     pub act: Option<Activation>,
 }
 
-/// Runs `segs` for `rows` pixels over a weight block `width` columns wide (and `width`
-/// floats a row) with the micro-kernel of `isa`.
+/// Runs `segs` for `rows` pixels over a weight block `width` columns wide, `width / 16`
+/// panels of `k` rows of 16 floats one after the other (row `r`, column `16 p + j` at
+/// `w[(p * k + r) * 16 + j]`), with the micro-kernel of `isa`.
 ///
 /// # Safety
-/// `isa.supported()`; every segment's pointers are valid for `len` floats (inputs) and the
-/// block for `(row + len) * width` floats (weights); `out` describes `rows` writable rows of
+/// `isa.supported()`; every segment's pointers are valid for `len` floats (inputs),
+/// `row + len <= k`, and the block holds `width * k` floats (weights); `out` describes `rows` writable rows of
 /// `cols` floats (`ldc` apart) that no other thread touches, and `bias`/`residual`, when
 /// set, are readable as wide.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kernel(isa: Isa, segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
-    let ldw = width;
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn kernel(
+    isa: Isa,
+    segs: &[Seg],
+    rows: usize,
+    w: *const f32,
+    width: usize,
+    k: usize,
+    out: &TileOut,
+    first: bool,
+    last: bool,
+) {
+    let panel = k * 16;
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller's contract, which covers the whole block.
-        Isa::Avx512 => unsafe { avx512::dispatch(segs, rows, w, ldw, width, out, first, last) },
+        Isa::Avx512 => unsafe { avx512::dispatch(segs, rows, w, panel, width, out, first, last) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             // The 16-column strips of a block each walk the whole reduction; in chunks of
@@ -63,18 +75,18 @@ pub(super) unsafe fn kernel(isa: Isa, segs: &[Seg], rows: usize, w: *const f32, 
             let total: usize = segs.iter().map(|s| s.len).sum();
             if total <= AVX2_KC || width <= 16 {
                 for j in (0..width).step_by(16) {
-                    // SAFETY: the caller's contract; columns j..j + 16 lie inside the block.
-                    unsafe { avx2::dispatch(segs, rows, w, ldw, j, out, first, last) };
+                    // SAFETY: the caller's contract; panel j / 16 lies inside the block.
+                    unsafe { avx2::dispatch(segs, rows, w.add(j / 16 * panel), j, out, first, last) };
                 }
                 return;
             }
             // SAFETY: the caller's contract, passed on.
-            unsafe { avx2_chunked(segs, rows, w, width, out, first, last) };
+            unsafe { avx2_chunked(segs, rows, w, width, panel, out, first, last) };
         }
         _ => {
             for j in (0..width).step_by(16) {
                 // SAFETY: as above.
-                unsafe { portable(segs, rows, w, ldw, j, out, first, last) };
+                unsafe { portable(segs, rows, w.add(j / 16 * panel), j, out, first, last) };
             }
         }
     }
@@ -87,8 +99,8 @@ pub(super) unsafe fn kernel(isa: Isa, segs: &[Seg], rows: usize, w: *const f32, 
 /// As for [`kernel`], with `Isa::Avx2` supported.
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
-unsafe fn avx2_chunked(segs: &[Seg], rows: usize, w: *const f32, width: usize, out: &TileOut, first: bool, last: bool) {
-    let ldw = width;
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx2_chunked(segs: &[Seg], rows: usize, w: *const f32, width: usize, panel: usize, out: &TileOut, first: bool, last: bool) {
     let mut buf = [Seg { ptr: [std::ptr::null(); MR], row: 0, len: 0 }; CHUNK_SEGS];
     let (mut next, mut offset, mut chunk) = (0, 0, 0);
     while next < segs.len() {
@@ -107,7 +119,7 @@ unsafe fn avx2_chunked(segs: &[Seg], rows: usize, w: *const f32, width: usize, o
             // SAFETY: the caller's contract: each piece is a sub-range of a segment
             // (pointers and weight rows advanced together), and the partial sums of
             // earlier chunks are in the tile's outputs.
-            unsafe { avx2::dispatch(&buf[..n], rows, w, ldw, j, out, first && first_chunk, last && last_chunk) };
+            unsafe { avx2::dispatch(&buf[..n], rows, w.add(j / 16 * panel), j, out, first && first_chunk, last && last_chunk) };
         }
         chunk += 1;
     }
@@ -129,9 +141,9 @@ unsafe fn finish(v: f32, out: &TileOut, i: usize, j: usize, last: bool) -> f32 {
     v
 }
 
-/// 16 columns from `j0`, scalar code.
+/// 16 columns from `j0` (whose panel starts at `w`), scalar code.
 #[allow(clippy::too_many_arguments)]
-unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
     let cols = out.cols.saturating_sub(j0).min(16);
     let mut acc = [[0f32; 16]; MR];
     for (i, row) in acc.iter_mut().enumerate().take(rows) {
@@ -147,8 +159,8 @@ unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usi
     }
     for s in segs {
         for l in 0..s.len {
-            // SAFETY: rows `row..row + len` of the block have `ldw` floats, and `j0 + 16 <= width = ldw`.
-            let wrow = unsafe { std::slice::from_raw_parts(w.add((s.row + l) * ldw + j0), 16) };
+            // SAFETY: rows `row..row + len` of the panel hold 16 floats each.
+            let wrow = unsafe { std::slice::from_raw_parts(w.add((s.row + l) * 16), 16) };
             for (i, row) in acc.iter_mut().enumerate().take(rows) {
                 // SAFETY: each segment pointer is valid for `len` floats.
                 let a = unsafe { *s.ptr[i].add(l) };
@@ -172,25 +184,24 @@ mod avx2 {
     use crate::kernels::Activation;
     use std::arch::x86_64::*;
 
-    /// 16 columns from `j0`, `rows` (1..=6) pixels.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+    /// 16 columns from `j0` (their panel at `w`), `rows` (1..=6) pixels.
+    pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
         // SAFETY: the contract of `kernel`, which the caller passed on; `target_feature` code runs only when `isa` is AVX2 (checked by the caller).
         unsafe {
             match rows {
-                6 => tile::<6>(segs, w, ldw, j0, out, first, last),
-                5 => tile::<5>(segs, w, ldw, j0, out, first, last),
-                4 => tile::<4>(segs, w, ldw, j0, out, first, last),
-                3 => tile::<3>(segs, w, ldw, j0, out, first, last),
-                2 => tile::<2>(segs, w, ldw, j0, out, first, last),
-                _ => tile::<1>(segs, w, ldw, j0, out, first, last),
+                6 => tile::<6>(segs, w, j0, out, first, last),
+                5 => tile::<5>(segs, w, j0, out, first, last),
+                4 => tile::<4>(segs, w, j0, out, first, last),
+                3 => tile::<3>(segs, w, j0, out, first, last),
+                2 => tile::<2>(segs, w, j0, out, first, last),
+                _ => tile::<1>(segs, w, j0, out, first, last),
             }
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::needless_range_loop)]
-    unsafe fn tile<const R: usize>(segs: &[Seg], w: *const f32, ldw: usize, j0: usize, out: &TileOut, first: bool, last: bool) {
+    unsafe fn tile<const R: usize>(segs: &[Seg], w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
         const { assert!(R <= MR) };
         let cols = out.cols.saturating_sub(j0).min(16);
         let full = cols == 16;
@@ -207,7 +218,7 @@ mod avx2 {
                     *row = load16(out.c.add(i * out.ldc + j0), cols);
                 }
             }
-            acc = run::<R>(acc, segs, w, ldw, j0);
+            acc = run::<R>(acc, segs, w);
             let zero = _mm256_setzero_ps();
             for (i, row) in acc.iter_mut().enumerate() {
                 let dst = out.c.add(i * out.ldc + j0);
@@ -250,17 +261,17 @@ mod avx2 {
     /// the FMA peak).
     ///
     /// # Safety
-    /// AVX2 and FMA; segment pointers valid for `len` floats; the block's rows
-    /// `row..row + len` hold columns `j0..j0 + 16`.
+    /// AVX2 and FMA; segment pointers valid for `len` floats; the panel at `w` holds rows
+    /// `row..row + len` (16 floats each).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    unsafe fn run<const R: usize>(acc: [[__m256; 2]; R], segs: &[Seg], w: *const f32, ldw: usize, j0: usize) -> [[__m256; 2]; R] {
+    unsafe fn run<const R: usize>(acc: [[__m256; 2]; R], segs: &[Seg], w: *const f32) -> [[__m256; 2]; R] {
         let mut acc = acc;
         // SAFETY: the function's contract.
         unsafe {
             for s in segs {
                 let ptr = s.ptr;
-                let mut wp = w.add(s.row * ldw + j0);
+                let mut wp = w.add(s.row * 16);
                 for l in 0..s.len {
                     let w0 = _mm256_loadu_ps(wp);
                     let w1 = _mm256_loadu_ps(wp.add(8));
@@ -269,7 +280,7 @@ mod avx2 {
                         acc[i][0] = _mm256_fmadd_ps(a, w0, acc[i][0]);
                         acc[i][1] = _mm256_fmadd_ps(a, w1, acc[i][1]);
                     }
-                    wp = wp.add(ldw);
+                    wp = wp.add(16);
                 }
             }
         }
@@ -304,7 +315,7 @@ mod avx512 {
         segs: &[Seg],
         rows: usize,
         w: *const f32,
-        ldw: usize,
+        panel: usize,
         width: usize,
         out: &TileOut,
         first: bool,
@@ -313,12 +324,12 @@ mod avx512 {
         macro_rules! by_rows {
             ($v:literal) => {
                 match rows {
-                    6 => tile::<6, $v>(segs, w, ldw, out, first, last),
-                    5 => tile::<5, $v>(segs, w, ldw, out, first, last),
-                    4 => tile::<4, $v>(segs, w, ldw, out, first, last),
-                    3 => tile::<3, $v>(segs, w, ldw, out, first, last),
-                    2 => tile::<2, $v>(segs, w, ldw, out, first, last),
-                    _ => tile::<1, $v>(segs, w, ldw, out, first, last),
+                    6 => tile::<6, $v>(segs, w, panel, out, first, last),
+                    5 => tile::<5, $v>(segs, w, panel, out, first, last),
+                    4 => tile::<4, $v>(segs, w, panel, out, first, last),
+                    3 => tile::<3, $v>(segs, w, panel, out, first, last),
+                    2 => tile::<2, $v>(segs, w, panel, out, first, last),
+                    _ => tile::<1, $v>(segs, w, panel, out, first, last),
                 }
             };
         }
@@ -334,7 +345,7 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize, const V: usize>(segs: &[Seg], w: *const f32, ldw: usize, out: &TileOut, first: bool, last: bool) {
+    unsafe fn tile<const R: usize, const V: usize>(segs: &[Seg], w: *const f32, panel: usize, out: &TileOut, first: bool, last: bool) {
         const { assert!(R <= MR) };
         // SAFETY: the caller guarantees AVX-512 and the ranges of `kernel`'s contract; masked loads and stores touch only the `cols` valid columns.
         unsafe {
@@ -352,7 +363,7 @@ mod avx512 {
                     *row = std::array::from_fn(|v| load(full, masks[v], out.c.add(i * out.ldc + 16 * v)));
                 }
             }
-            acc = run::<R, V>(acc, segs, w, ldw);
+            acc = run::<R, V>(acc, segs, w, panel);
             // The common stores, unrolled without branches: a full tile, last pass, with or
             // without the residual, with relu or nothing.
             if full && last {
@@ -423,22 +434,23 @@ mod avx512 {
 
     /// Every segment into the accumulators (kept in registers: a value in, a value out).
     #[inline(always)]
-    unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], segs: &[Seg], w: *const f32, ldw: usize) -> [[__m512; V]; R] {
+    unsafe fn run<const R: usize, const V: usize>(acc: [[__m512; V]; R], segs: &[Seg], w: *const f32, panel: usize) -> [[__m512; V]; R] {
         let mut acc = acc;
-        // SAFETY: segment pointers are valid for `len` floats, the block for `(row + len) * ldw`, and `16 * V <= ldw`.
+        // SAFETY: segment pointers are valid for `len` floats; the block holds `V` panels
+        // `panel` floats apart, each with rows `row..row + len` of 16 floats.
         unsafe {
             for s in segs {
                 let ptr = s.ptr;
-                let mut wp = w.add(s.row * ldw);
+                let mut wp = w.add(s.row * 16);
                 for l in 0..s.len {
-                    let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(wp.add(16 * v)));
+                    let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(wp.add(panel * v)));
                     for i in 0..R {
                         let a = _mm512_set1_ps(*ptr[i].add(l));
                         for v in 0..V {
                             acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
                         }
                     }
-                    wp = wp.add(ldw);
+                    wp = wp.add(16);
                 }
             }
         }

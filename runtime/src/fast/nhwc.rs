@@ -69,20 +69,51 @@ multiversion! {
     fn max_pool_row [] [] (x: &[f32], dims: [usize; 4], p: PoolParams, b: usize, oy: usize, out: &mut [f32]) => max_pool_row_body
 }
 
+/// The larger of `m` and `v`, NaN in `v` winning (and kept once in `m`): a select with no
+/// branch, which vectorises.
+#[inline(always)]
+fn max_nan(m: f32, v: f32) -> f32 {
+    if (v > m) | v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// Channels [`max_pool_row_body`] keeps in registers at a time.
+const POOL_LANES: usize = 16;
+
+/// One output row of [`max_pool`]: for each pixel and each run of [`POOL_LANES`] channels,
+/// the maximum over the window in registers, stored once. (Filling the output with -inf and
+/// folding each tap into it made every 256-bit load wait on narrower stores: on AVX2 three
+/// times the plain SSE2 code's time.)
 #[inline(always)]
 fn max_pool_row_body(x: &[f32], dims: [usize; 4], p: PoolParams, b: usize, oy: usize, out: &mut [f32]) {
     let [_, c, h, w] = dims;
     let y0 = (oy * p.stride) as isize - p.padding as isize;
+    let (ys, ye) = (y0.max(0) as usize, (y0 + p.kernel as isize).min(h as isize).max(0) as usize);
     for (ox, o) in out.chunks_exact_mut(c).enumerate() {
         let x0 = (ox * p.stride) as isize - p.padding as isize;
-        o.fill(f32::NEG_INFINITY);
-        for iy in y0.max(0)..(y0 + p.kernel as isize).min(h as isize) {
-            for ix in x0.max(0)..(x0 + p.kernel as isize).min(w as isize) {
-                let at = ((b * h + iy as usize) * w + ix as usize) * c;
-                for (m, &v) in o.iter_mut().zip(&x[at..at + c]) {
-                    *m = if v > *m || v.is_nan() { v } else { *m };
+        let (xs, xe) = (x0.max(0) as usize, (x0 + p.kernel as isize).min(w as isize).max(0) as usize);
+        let mut j = 0;
+        while j < c {
+            let lanes = (c - j).min(POOL_LANES);
+            let mut acc = [f32::NEG_INFINITY; POOL_LANES];
+            for iy in ys..ye.max(ys) {
+                for ix in xs..xe.max(xs) {
+                    let at = ((b * h + iy) * w + ix) * c + j;
+                    if lanes == POOL_LANES {
+                        let v: &[f32; POOL_LANES] = x[at..at + POOL_LANES].try_into().expect("invariant: 16 lanes");
+                        acc = std::array::from_fn(|l| max_nan(acc[l], v[l]));
+                    } else {
+                        for (m, &v) in acc.iter_mut().zip(&x[at..at + lanes]) {
+                            *m = max_nan(*m, v);
+                        }
+                    }
                 }
             }
+            o[j..j + lanes].copy_from_slice(&acc[..lanes]);
+            j += lanes;
         }
     }
 }
