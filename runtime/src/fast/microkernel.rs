@@ -50,7 +50,6 @@ pub(super) struct TileOut {
 /// `cols` floats (`ldc` apart) that no other thread touches, and `bias`/`residual`, when
 /// set, are readable as wide.
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kernel(
     isa: Isa,
     segs: &[Seg],
