@@ -4,12 +4,13 @@
 //! field (`kernel * C` floats) when it lies inside the image. A tile of up to [`MR`] output
 //! pixels therefore reads its input straight from the activation through one pointer a
 //! pixel and a kernel row (a "segment"); taps in the padding point at a zeroed buffer. The
-//! weights are packed at load into blocks of [`OCB`] output channels, `[k][OCB]` with
-//! `k = (kh * kernel + kw) * C + c`, so that each step of the inner loop loads one row of
-//! the block and broadcasts one input value a pixel: 6 x 64 outputs in 24 AVX-512
-//! accumulators, or 6 x 16 in 12 AVX2 ones (in `microkernel.rs`). The
-//! epilogue (bias, residual add, activation) is applied as the tile is stored. This module
-//! packs, tiles, builds the segment lists and splits the work over threads.
+//! weights are packed at load into 16-column panels `[k][16]` (64-byte aligned, so a row is
+//! one cache line) with `k = (kh * kernel + kw) * C + c`, so that each step of the inner
+//! loop loads one row of a panel per 16 columns and broadcasts one input value a pixel:
+//! 6 x 64 outputs (four panels) in 24 AVX-512 accumulators, or 6 x 16 (one panel) in 12
+//! AVX2 ones (in `microkernel.rs`). The epilogue (bias, residual add, activation) is applied
+//! as the tile is stored. This module packs, tiles, builds the segment lists and splits the
+//! work over threads.
 
 use super::microkernel::{kernel, Seg, TileOut, MR};
 use super::pool::{self, SharedMut};
