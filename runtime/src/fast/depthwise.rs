@@ -117,7 +117,7 @@ fn rows_body(
         // Pixel by pixel (its input window's channels are contiguous, and stay in L1 for
         // the next pixel), channels in runs of LANES (one AVX-512 register, two AVX2 ones),
         // then the rest.
-        for ox in 0..g.ow {
+        let pixel = |ox: usize, y_row: &mut [f32]| {
             let mut c0 = 0;
             while c0 + LANES <= g.c {
                 run::<LANES>(x, w, &g, bias, res_row, act, b, oy, ox, c0, LANES, y_row);
@@ -126,7 +126,114 @@ fn rows_body(
             if c0 < g.c {
                 run::<1>(x, w, &g, bias, res_row, act, b, oy, ox, c0, g.c - c0, y_row);
             }
+        };
+        // Where every tap of a pixel lies inside the row (no left or right padding), runs
+        // of BLOCK pixels share each weight load; the edges go a pixel at a time.
+        let (lo, hi) = interior(&g);
+        let mut ox = 0;
+        while ox < g.ow {
+            if ox >= lo && ox + BLOCK <= hi {
+                block(x, w, &g, bias, res_row, act, b, oy, ox, y_row);
+                let tail = g.c - g.c % LANES;
+                if tail < g.c {
+                    for p in ox..ox + BLOCK {
+                        run::<1>(x, w, &g, bias, res_row, act, b, oy, p, tail, g.c - tail, y_row);
+                    }
+                }
+                ox += BLOCK;
+            } else {
+                pixel(ox, y_row);
+                ox += 1;
+            }
         }
+    }
+}
+
+/// `act` on `xs` in place (in registers: `xs` is the accumulators' array).
+#[inline(always)]
+fn activate(act: Option<Activation>, xs: &mut [f32]) {
+    if let Some(a) = act {
+        a.apply_slice(xs);
+    }
+}
+
+/// Output pixels [`block`] computes together.
+const BLOCK: usize = 6;
+
+/// The output columns `lo..hi` whose taps all lie inside the input row.
+fn interior(g: &Geometry) -> (usize, usize) {
+    let lo = g.padding.div_ceil(g.stride);
+    let span = (g.k - 1) * g.dilation;
+    // ox * stride - padding + span <= w - 1
+    let hi = if g.w + g.padding > span { (g.w - 1 + g.padding - span) / g.stride + 1 } else { 0 };
+    (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)))
+}
+
+/// Channels in full runs of [`LANES`] of output pixels `ox..ox + BLOCK` (all interior:
+/// see [`interior`]) of row `oy` of sample `b`: BLOCK x LANES accumulators, each weight
+/// run loaded once for the BLOCK pixels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block(
+    x: &[f32],
+    w: &[f32],
+    g: &Geometry,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Option<Activation>,
+    b: usize,
+    oy: usize,
+    ox: usize,
+    y_row: &mut [f32],
+) {
+    let c = g.c;
+    let mut c0 = 0;
+    while c0 + LANES <= c {
+        let init: [f32; LANES] = match bias {
+            Some(bias) => bias[c0..c0 + LANES].try_into().expect("invariant: a run is LANES long"),
+            None => [0.0; LANES],
+        };
+        let mut acc = [init; BLOCK];
+        // The checks once, outside the loops: `ox..ox + BLOCK` are interior columns, so
+        // every tap `ix = (ox + p) * stride + q * dilation - padding` is below `w`, and
+        // `c0 + LANES <= c`; rows outside the image are skipped.
+        assert!(ox + BLOCK <= interior(g).1 && ox >= interior(g).0 && c0 + LANES <= c && w.len() >= g.k * g.k * c);
+        assert!(x.len() >= (b + 1) * g.h * g.w * c);
+        for r in 0..g.k {
+            let iy = (oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
+            if iy >= g.h {
+                continue;
+            }
+            // SAFETY: pixel (iy, ox * stride - padding) of sample b is inside `x` (asserted
+            // above: the column is interior, `iy < h`), so is every tap read below (interior
+            // columns, `c0 + LANES <= c`), and every weight run (`(r * k + q) * c + c0 +
+            // LANES <= k * k * c`); the reads are unaligned-safe (`read_unaligned`).
+            unsafe {
+                let first = x.as_ptr().add(((b * g.h + iy) * g.w + ox * g.stride - g.padding) * c + c0);
+                for q in 0..g.k {
+                    let ws = w.as_ptr().add((r * g.k + q) * c + c0).cast::<[f32; LANES]>().read_unaligned();
+                    let tap = first.add(q * g.dilation * c);
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        let xs = tap.add(p * g.stride * c).cast::<[f32; LANES]>().read_unaligned();
+                        for l in 0..LANES {
+                            a[l] += xs[l] * ws[l];
+                        }
+                    }
+                }
+            }
+        }
+        for (p, a) in acc.iter_mut().enumerate() {
+            let at = (ox + p) * c + c0;
+            if let Some(res) = residual {
+                for (v, rv) in a.iter_mut().zip(&res[at..at + LANES]) {
+                    *v += rv;
+                }
+            }
+            // The activation in registers, then one store.
+            activate(act, a);
+            y_row[at..at + LANES].copy_from_slice(a);
+        }
+        c0 += LANES;
     }
 }
 
@@ -192,11 +299,8 @@ fn run<const L: usize>(
                 *a += rv;
             }
         }
-        let dst = &mut y_row[at..at + len];
-        dst.copy_from_slice(acc);
-        if let Some(a) = act {
-            a.apply_slice(dst);
-        }
+        activate(act, acc);
+        y_row[at..at + len].copy_from_slice(acc);
     }
 }
 
@@ -211,9 +315,9 @@ mod tests {
     #[test]
     fn depthwise_matches_the_reference_on_every_isa() {
         for (c, k, stride, padding, dilation) in
-            [(32, 3, 1, 1, 1), (72, 5, 2, 2, 1), (24, 7, 1, 3, 1), (130, 3, 2, 1, 1), (8, 3, 1, 2, 2), (3, 5, 1, 0, 1)]
+            [(48, 3, 1, 1, 1), (32, 3, 2, 1, 1), (72, 5, 2, 2, 1), (24, 7, 1, 3, 1), (130, 3, 2, 1, 1), (8, 3, 1, 2, 2), (3, 5, 1, 0, 1)]
         {
-            let (n, h, wd) = (2, 9, 11);
+            let (n, h, wd) = (2, 9, if c == 48 { 27 } else { 11 });
             let x = Array4::from_shape_fn((n, c, h, wd), |(b, ch, i, j)| ((b * 7 + ch * 13 + i * 5 + j * 3) % 17) as f32 / 8.0 - 1.0);
             let weight: Vec<f32> = (0..c * k * k).map(|i| ((i * 11) % 23) as f32 / 11.0 - 1.0).collect();
             let bias: Vec<f32> = (0..c).map(|i| i as f32 / 10.0 - 0.3).collect();
