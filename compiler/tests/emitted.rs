@@ -285,7 +285,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The random networks of the passes test (12 drawn deterministically) through generated
 /// code, one crate holding them all: every ISA this CPU has, 1 and 2 threads, the workspace
-/// poisoning dead values, against the interpreter on the same seeded weights and input.
+/// poisoning dead values, and the batch run both in order (every step over it) and sample-major, against the
+/// interpreter on the same seeded weights and input.
 #[test]
 fn random_networks_through_generated_code_match_the_interpreter() {
     use resnetc_compiler::{compile, interp, parity, Source};
@@ -302,7 +303,7 @@ fn random_networks_through_generated_code_match_the_interpreter() {
     let names: Vec<String> = (0..compiled.len()).map(|i| format!("M{i}")).collect();
     let main = format!(
         r#"use random_nets::*;
-use random_nets::runtime::{{io, ndarray::Array4, Isa, Workspace}};
+use random_nets::runtime::{{io, ndarray::Array4, BatchOrder, Isa, Workspace}};
 fn main() {{
     let args: Vec<String> = std::env::args().collect();
     let (out, threads): (&str, usize) = (&args[1], args[2].parse().unwrap());
@@ -312,12 +313,16 @@ fn main() {{
         let [c, h, w] = $t::INPUT_SHAPE;
         let x = Array4::from_shape_fn((2, c, h, w), |(n, c, y, x)| ((n * 31 + c * 17 + y * 5 + x * 3) % 23) as f32 / 11.0 - 1.0);
         for isa in Isa::available() {{
-            let mut ws = Workspace::with_isa(isa).unwrap();
-            ws.enable_poison();
-            m.forward_into(x.view(), &mut ws).unwrap();
-            let y = m.forward_into(x.view(), &mut ws).unwrap().to_owned();
-            let path = format!("{{out}}/{{}}-{{}}-{{threads}}.safetensors", stringify!($t), isa.name());
-            io::write(std::path::Path::new(&path), &[("output", &y.into_dyn())]).unwrap();
+            for (order, tag) in [(BatchOrder::Batched, "batched"), (BatchOrder::SampleMajor, "sample")] {{
+                let mut ws = Workspace::with_isa(isa).unwrap();
+                ws.set_batch_order(order);
+                ws.enable_poison();
+                m.forward_into(x.view(), &mut ws).unwrap();
+                assert_eq!(ws.is_sample_major(), order == BatchOrder::SampleMajor);
+                let y = m.forward_into(x.view(), &mut ws).unwrap().to_owned();
+                let path = format!("{{out}}/{{}}-{{}}-{{threads}}-{{tag}}.safetensors", stringify!($t), isa.name());
+                io::write(std::path::Path::new(&path), &[("output", &y.into_dyn())]).unwrap();
+            }}
         }}
     }})* }} }}
     run!({});
@@ -351,9 +356,14 @@ fn main() {{
         let want = interp::forward(g, &w, x.view()).unwrap();
         for isa in Isa::available() {
             for threads in [1, 2] {
-                let y = resnetc_runtime::io::read_any(&out.join(format!("M{i}-{}-{threads}.safetensors", isa.name())), "output").unwrap();
-                let what = format!("random network {i} ({isa}, {threads} threads):\n{}", specs[i]);
-                parity::assert_close(&what, y.view(), want.view().into_dyn(), 1e-4);
+                // The batch both ways: every step over the batch, and once a sample.
+                for order in ["batched", "sample"] {
+                    let y =
+                        resnetc_runtime::io::read_any(&out.join(format!("M{i}-{}-{threads}-{order}.safetensors", isa.name())), "output")
+                            .unwrap();
+                    let what = format!("random network {i} ({isa}, {threads} threads, {order}):\n{}", specs[i]);
+                    parity::assert_close(&what, y.view(), want.view().into_dyn(), 1e-4);
+                }
             }
         }
     }

@@ -19,6 +19,6 @@ pub mod steps;
 pub mod weights;
 
 pub use fast::{ConvSpec, Isa, PoolSpec};
-pub use model::{ModelError, Workspace};
+pub use model::{BatchOrder, ModelError, Workspace};
 pub use ndarray;
 pub use weights::{LoadOptions, Tensor, WeightError, WeightFile, Weights};

@@ -120,7 +120,37 @@ pub struct Workspace {
     convs: [usize; 3],
     /// Test mode: dead values' regions filled with NaN (see [`Workspace::enable_poison`]).
     poison: Option<Poison>,
+    /// How batches run (see [`BatchOrder`]), and how the current one does.
+    order: BatchOrder,
+    sample_major: bool,
+    /// Sample-major: the sample whose pass runs, and the whole input in NHWC, from which
+    /// each pass takes its sample.
+    sample: usize,
+    staged: Vec<f32>,
 }
+
+/// How a batch of N > 1 runs through the steps.
+///
+/// - `Batched`: every step over the whole batch (value `i` of all samples contiguous at
+///   `N * offset[i]`): late layers with few pixels a sample read their weights once for N.
+/// - `SampleMajor`: the steps once a sample, as for a batch of 1 (the batch-1 arena reused):
+///   the working set stays that of batch 1, in cache; the late layers read their weights N
+///   times.
+/// - `Auto` (the default): sample-major where a sample's largest value is 1 MiB or more
+///   (ResNets at 224x224: batched, the 64 x 112 x 112 activations of 8 samples spill
+///   every cache level, and a sample took 3-10% longer at batch 8 than at batch 1), batched
+///   otherwise (small images, whose batches need the batch for their threads' work).
+///   `RESNETC_BATCH_ORDER=batched|sample` overrides it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOrder {
+    #[default]
+    Auto,
+    Batched,
+    SampleMajor,
+}
+
+/// Values of at least this many floats a sample make [`BatchOrder::Auto`] sample-major.
+const SAMPLE_MAJOR_FLOATS: usize = 1 << 18;
 
 /// Which step last read each value, learnt from one pass's reads; later passes fill a
 /// value's region with NaN once that step is over.
@@ -160,6 +190,74 @@ impl Workspace {
         self.isa
     }
 
+    /// Chooses how batches of N > 1 run (see [`BatchOrder`]); outputs are the same either
+    /// way.
+    pub fn set_batch_order(&mut self, order: BatchOrder) {
+        self.order = order;
+    }
+
+    /// Whether the current batch runs sample-major.
+    pub fn is_sample_major(&self) -> bool {
+        self.sample_major
+    }
+
+    /// How many times the generated code runs its steps for this batch: N when it runs
+    /// sample-major, else once. Call [`Workspace::pass`] before each.
+    pub fn passes(&self) -> usize {
+        if self.sample_major {
+            self.n
+        } else {
+            1
+        }
+    }
+
+    /// Starts pass `p` of [`Workspace::passes`]: sample-major, the steps then see sample `p`
+    /// alone, as a batch of one.
+    pub fn pass(&mut self, p: usize) {
+        if self.sample_major {
+            self.sample = p;
+            if let Some(poison) = &mut self.poison {
+                poison.step = 0;
+            }
+            let len = self.lens[0];
+            let (a, b) = self.region(0);
+            self.arena[a..b].copy_from_slice(&self.staged[p * len..(p + 1) * len]);
+        }
+    }
+
+    /// Ends a pass: sample-major, keeps the pass's sample of value `id` (of `shape` [C, H,
+    /// W]), in NCHW order, for [`Workspace::output`].
+    pub fn end_pass(&mut self, id: usize, shape: [usize; 3]) {
+        if self.sample_major {
+            let len = self.lens[id];
+            self.out.resize(self.n * len, 0.0);
+            let (a, b) = self.region(id);
+            let p = self.sample;
+            crate::fast::nhwc::to_nchw(&self.arena[a..b], [1, shape[0], shape[1], shape[2]], &mut self.out[p * len..(p + 1) * len]);
+        }
+    }
+
+    /// The order `order` resolves to for `n` samples whose largest value is `largest`
+    /// floats a sample.
+    fn resolve(order: BatchOrder, n: usize, largest: usize) -> bool {
+        static FORCED: std::sync::OnceLock<Option<BatchOrder>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| match std::env::var("RESNETC_BATCH_ORDER").as_deref() {
+            Ok("batched") => Some(BatchOrder::Batched),
+            Ok("sample") => Some(BatchOrder::SampleMajor),
+            _ => None,
+        });
+        let order = match (order, forced) {
+            (BatchOrder::Auto, Some(f)) => f,
+            (o, _) => o,
+        };
+        n > 1
+            && match order {
+                BatchOrder::Auto => largest >= SAMPLE_MAJOR_FLOATS,
+                BatchOrder::Batched => false,
+                BatchOrder::SampleMajor => true,
+            }
+    }
+
     /// How many convolutions the last forward pass ran directly, through Winograd F(2x2)
     /// and through F(4x4): what actually ran, for reports and tests.
     pub fn conv_algorithms(&self) -> [usize; 3] {
@@ -173,7 +271,10 @@ impl Workspace {
             crate::fast::ConvAlgo::Winograd(2) => 1,
             crate::fast::ConvAlgo::Winograd(_) => 2,
         };
-        self.convs[i] += 1;
+        // Sample-major, the steps run once a sample: count the first sample's.
+        if self.sample == 0 {
+            self.convs[i] += 1;
+        }
     }
 
     /// Checks `input` against `shape`, sizes the arena for its batch (value `i` lives at
@@ -198,11 +299,15 @@ impl Workspace {
             self.lens = lens.to_vec();
         }
         // The compiler sizes the scratch for one sample; Winograd's grows with the batch.
+        // Sample-major passes need the batch-1 arena and scratch, and the staged input.
+        self.sample_major = Workspace::resolve(self.order, n, lens.iter().copied().max().unwrap_or(0));
+        let m = if self.sample_major { 1 } else { n };
         let oom = || ModelError::OutOfMemory { batch: n, bytes: (n as u128) * (arena as u128 + scratch as u128) * 4 };
-        let (arena_len, scratch_len) = (n.checked_mul(arena).ok_or_else(oom)?, n.checked_mul(scratch).ok_or_else(oom)?);
+        let (arena_len, scratch_len) = (m.checked_mul(arena).ok_or_else(oom)?, m.checked_mul(scratch).ok_or_else(oom)?);
         grow(&mut self.arena, arena_len).map_err(|_| oom())?;
         grow(&mut self.scratch, scratch_len).map_err(|_| oom())?;
         self.n = n;
+        self.sample = 0;
         self.convs = [0; 3];
         if let Some(p) = &mut self.poison {
             p.step = 0;
@@ -213,8 +318,16 @@ impl Workspace {
             }
             p.current = None;
         }
-        let (start, end) = self.region(0);
-        let dst = &mut self.arena[start..end];
+        // Sample-major, the input is staged whole; each pass copies its sample in.
+        let dst = if self.sample_major {
+            let len = n.checked_mul(lens[0]).ok_or_else(oom)?;
+            self.staged.clear();
+            grow(&mut self.staged, len).map_err(|_| oom())?;
+            &mut self.staged[..len]
+        } else {
+            let (start, end) = self.region(0);
+            &mut self.arena[start..end]
+        };
         match input.as_slice() {
             Some(s) => crate::fast::nhwc::to_nhwc(s, [n, c, h, w], dst),
             None => {
@@ -225,9 +338,10 @@ impl Workspace {
         Ok(n)
     }
 
-    /// Where value `id` lives for the current batch.
+    /// Where value `id` lives for the current batch (sample-major: for one sample).
     fn region(&self, id: usize) -> (usize, usize) {
-        (self.n * self.offsets[id], self.n * (self.offsets[id] + self.lens[id]))
+        let m = self.batch();
+        (m * self.offsets[id], m * (self.offsets[id] + self.lens[id]))
     }
 
     /// The buffers of one step: the inputs (read), the output (written) and the scratch.
@@ -268,9 +382,13 @@ impl Workspace {
         (ins, y, &mut self.scratch)
     }
 
-    /// The batch size of the current pass.
+    /// The batch size the steps see: 1 in a sample-major pass.
     pub fn batch(&self) -> usize {
-        self.n
+        if self.sample_major {
+            1
+        } else {
+            self.n
+        }
     }
 
     /// Floats per sample of value `id`.
@@ -331,8 +449,12 @@ impl Workspace {
                 p.step = 0;
             }
         }
-        let (a, b) = self.region(id);
         let (n, len) = (self.n, self.lens[id]);
+        if self.sample_major {
+            // Every pass's sample, kept by `end_pass`.
+            return ArrayView2::from_shape((n, len), &self.out[..n * len]).expect("invariant: end_pass kept N samples");
+        }
+        let (a, b) = self.region(id);
         let values = if shape[1] * shape[2] == 1 {
             &self.arena[a..b]
         } else {
@@ -351,9 +473,40 @@ impl Workspace {
 
 #[cfg(test)]
 mod tests {
-    use super::Workspace;
+    use super::{BatchOrder, Workspace};
     use crate::kernels::Activation;
     use ndarray::Array4;
+
+    /// A batch run sample-major (each sample in its own arena) gives what the batched
+    /// order gives, with the input's and output's sample order kept; strided inputs too.
+    #[test]
+    fn sample_major_batches_equal_batched_ones() {
+        let x = Array4::from_shape_fn((3, 2, 2, 3), |(b, c, i, j)| (b * 100 + c * 10 + i * 3 + j) as f32 - 50.0);
+        let strided = x.slice(ndarray::s![.., .., .., ..;2]).to_owned();
+        let mut results = vec![];
+        for order in [BatchOrder::Batched, BatchOrder::SampleMajor] {
+            let mut ws = Workspace::new();
+            ws.set_batch_order(order);
+            for input in [x.view(), x.view().reversed_axes().reversed_axes(), strided.view()] {
+                let [c, h, w] = [input.dim().1, input.dim().2, input.dim().3];
+                let len = c * h * w;
+                ws.begin(input, [c, h, w], &[0, len, 2 * len], &[len, len, len], 3 * len, 0).unwrap();
+                assert_eq!(ws.is_sample_major(), order == BatchOrder::SampleMajor);
+                assert_eq!(ws.passes(), if order == BatchOrder::SampleMajor { 3 } else { 1 });
+                for p in 0..ws.passes() {
+                    ws.pass(p);
+                    ws.act(0, 1, Activation::Relu);
+                    ws.add(1, 0, 2);
+                    ws.end_pass(2, [c, h, w]);
+                }
+                let out = ws.output(2, [c, h, w]).to_owned();
+                let want = input.mapv(|v| v.max(0.0) + v).into_shape_with_order((3, len)).unwrap();
+                assert_eq!(out, want, "{order:?}");
+                results.push(out);
+            }
+        }
+        assert_eq!(results[..3], results[3..]);
+    }
 
     /// After one pass that learns the reads, dead values are NaN and live ones intact.
     #[test]

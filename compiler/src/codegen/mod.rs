@@ -270,7 +270,12 @@ pub fn generate(compiled: &Compiled, opts: &CodegenOptions) -> TokenStream {
             ) -> Result<#rt::ndarray::ArrayView2<'w, f32>, #rt::ModelError> {
                 ws.begin(input, Self::INPUT_SHAPE, &Self::VALUE_OFFSETS, &Self::VALUE_LENS, Self::ARENA, Self::SCRATCH)?;
                 let (w, p) = (&self.w, &self.p);
-                #steps
+                // Once for the batch, or once a sample (see `BatchOrder`).
+                for pass in 0..ws.passes() {
+                    ws.pass(pass);
+                    #steps
+                    ws.end_pass(#output_id, #output_shape);
+                }
                 Ok(ws.output(#output_id, #output_shape))
             }
         }
