@@ -16,6 +16,7 @@
 #   PATHS=avx2 benches/compare.sh    # one path
 #   EXTRA=1 benches/compare.sh       # also latency against batch and input size
 #   RUNS=10 benches/compare.sh       # fewer timed passes a point
+#   MODELS="resnet18 resnet50" benches/compare.sh   # some models only
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 peer="$root/../shared/peers/ort_resnet.py"
@@ -93,6 +94,7 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for path in $PATHS; do
   for spec in resnet18:224:"1 8" resnet50:224:"1 8" cifar_resnet20:32:"1 64" mobilenet_v2:224:"1" efficientnet_b0:224:"1"; do
     IFS=: read -r model size batches <<<"$spec"
+    [ -z "${MODELS:-}" ] || [[ " $MODELS " == *" $model "* ]] || continue
     [ "$path" = portable ] && batches=1
     g=$(gmacs "$model" "$size")
     for batch in $batches; do
