@@ -117,34 +117,38 @@ fn rows_body(
         // Pixel by pixel (its input window's channels are contiguous, and stay in L1 for
         // the next pixel), channels in runs of LANES (one AVX-512 register, two AVX2 ones),
         // then the rest.
-        let pixel = |ox: usize, y_row: &mut [f32]| {
-            let mut c0 = 0;
-            while c0 + LANES <= g.c {
-                run::<LANES>(x, w, &g, bias, res_row, act, b, oy, ox, c0, LANES, y_row);
-                c0 += LANES;
-            }
-            if c0 < g.c {
-                run::<1>(x, w, &g, bias, res_row, act, b, oy, ox, c0, g.c - c0, y_row);
-            }
-        };
         // Where every tap of a pixel lies inside the row (no left or right padding), runs
-        // of BLOCK pixels share each weight load; the edges go a pixel at a time.
+        // of BLOCK pixels (then single ones) share each weight load; the edges go a pixel
+        // at a time, checked tap by tap. (No closures here: a closure is compiled apart,
+        // without the ISA's target features.)
         let (lo, hi) = interior(&g);
+        let tail = g.c - g.c % LANES;
         let mut ox = 0;
         while ox < g.ow {
-            if ox >= lo && ox + BLOCK <= hi {
-                block(x, w, &g, bias, res_row, act, b, oy, ox, y_row);
-                let tail = g.c - g.c % LANES;
-                if tail < g.c {
-                    for p in ox..ox + BLOCK {
-                        run::<1>(x, w, &g, bias, res_row, act, b, oy, p, tail, g.c - tail, y_row);
-                    }
-                }
-                ox += BLOCK;
+            let step = if ox >= lo && ox + BLOCK <= hi {
+                block::<BLOCK>(x, w, &g, bias, res_row, act, b, oy, ox, y_row);
+                BLOCK
+            } else if ox >= lo && ox < hi {
+                block::<1>(x, w, &g, bias, res_row, act, b, oy, ox, y_row);
+                1
             } else {
-                pixel(ox, y_row);
+                let mut c0 = 0;
+                while c0 + LANES <= g.c {
+                    run::<LANES>(x, w, &g, bias, res_row, act, b, oy, ox, c0, LANES, y_row);
+                    c0 += LANES;
+                }
                 ox += 1;
+                if c0 < g.c {
+                    run::<1>(x, w, &g, bias, res_row, act, b, oy, ox - 1, c0, g.c - c0, y_row);
+                }
+                continue;
+            };
+            if tail < g.c {
+                for p in ox..ox + step {
+                    run::<1>(x, w, &g, bias, res_row, act, b, oy, p, tail, g.c - tail, y_row);
+                }
             }
+            ox += step;
         }
     }
 }
@@ -169,12 +173,12 @@ fn interior(g: &Geometry) -> (usize, usize) {
     (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)))
 }
 
-/// Channels in full runs of [`LANES`] of output pixels `ox..ox + BLOCK` (all interior:
-/// see [`interior`]) of row `oy` of sample `b`: BLOCK x LANES accumulators, each weight
-/// run loaded once for the BLOCK pixels.
+/// Channels in full runs of [`LANES`] of output pixels `ox..ox + P` (all interior: see
+/// [`interior`]) of row `oy` of sample `b`: P x LANES accumulators, each weight run loaded
+/// once for the P pixels.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block(
+fn block<const P: usize>(
     x: &[f32],
     w: &[f32],
     g: &Geometry,
@@ -193,11 +197,11 @@ fn block(
             Some(bias) => bias[c0..c0 + LANES].try_into().expect("invariant: a run is LANES long"),
             None => [0.0; LANES],
         };
-        let mut acc = [init; BLOCK];
-        // The checks once, outside the loops: `ox..ox + BLOCK` are interior columns, so
+        let mut acc = [init; P];
+        // The checks once, outside the loops: `ox..ox + P` are interior columns, so
         // every tap `ix = (ox + p) * stride + q * dilation - padding` is below `w`, and
         // `c0 + LANES <= c`; rows outside the image are skipped.
-        assert!(ox + BLOCK <= interior(g).1 && ox >= interior(g).0 && c0 + LANES <= c && w.len() >= g.k * g.k * c);
+        assert!(ox + P <= interior(g).1 && ox >= interior(g).0 && c0 + LANES <= c && w.len() >= g.k * g.k * c);
         assert!(x.len() >= (b + 1) * g.h * g.w * c);
         for r in 0..g.k {
             let iy = (oy * g.stride + r * g.dilation).wrapping_sub(g.padding);

@@ -230,14 +230,8 @@ mod avx2 {
                     if out.act == Some(Activation::Relu) {
                         row[0] = _mm256_max_ps(zero, row[0]);
                         row[1] = _mm256_max_ps(zero, row[1]);
-                    } else if let Some(act) = out.act {
-                        // The residual is in already; the activation over the 16 values,
-                        // vectorised here.
-                        _mm256_storeu_ps(dst, row[0]);
-                        _mm256_storeu_ps(dst.add(8), row[1]);
-                        act.apply_slice(std::slice::from_raw_parts_mut(dst, 16));
-                        continue;
                     }
+                    // Other activations once every row is stored (below).
                     _mm256_storeu_ps(dst, row[0]);
                     _mm256_storeu_ps(dst.add(8), row[1]);
                 } else if full {
@@ -249,6 +243,20 @@ mod avx2 {
                     _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
                     for (j, v) in tmp.iter().enumerate().take(cols) {
                         *dst.add(j) = finish(*v, out, i, j0 + j, last);
+                    }
+                }
+            }
+            if full && last {
+                if let Some(act) = out.act.filter(|&a| a != Activation::Relu) {
+                    // The residual is in already. Applied to the stored rows, with the
+                    // accumulators' registers free: inside the loop above, the 12 live
+                    // accumulators left the exp code too few registers (SiLU cost twice
+                    // the AVX-512 time). An array of known length: whole vectors.
+                    for i in 0..R {
+                        let dst = out.c.add(i * out.ldc + j0).cast::<[f32; 16]>();
+                        let mut t = dst.read_unaligned();
+                        act.apply_array(&mut t);
+                        dst.write_unaligned(t);
                     }
                 }
             }
@@ -399,16 +407,19 @@ mod avx512 {
                             x = _mm512_max_ps(zero, x);
                         }
                     }
+                    if last && !simple_act {
+                        if let Some(act) = out.act {
+                            // The residual is in already; the activation in registers (lanes
+                            // past `cols` too, which the masked store leaves out).
+                            let mut t: [f32; 16] = std::mem::transmute(x);
+                            act.apply_array(&mut t);
+                            x = std::mem::transmute::<[f32; 16], __m512>(t);
+                        }
+                    }
                     if full {
                         _mm512_storeu_ps(dst.add(16 * v), x);
                     } else {
                         _mm512_mask_storeu_ps(dst.add(16 * v), masks[v], x);
-                    }
-                }
-                if last && !simple_act {
-                    if let Some(act) = out.act {
-                        // The residual is in already; the activation over the row, vectorised here.
-                        act.apply_slice(std::slice::from_raw_parts_mut(dst, out.cols.min(16 * V)));
                     }
                 }
             }

@@ -65,6 +65,28 @@ impl Activation {
     }
 }
 
+/// The body of [`Activation::apply_slice`] and [`Activation::apply_array`]: one loop a
+/// variant over `$xs`.
+macro_rules! apply_each {
+    ($act:expr, $xs:expr) => {
+        match $act {
+            Activation::Relu => {
+                for v in $xs.iter_mut() {
+                    if *v < 0.0 {
+                        *v = 0.0;
+                    }
+                }
+            }
+            Activation::Relu6 => $xs.iter_mut().for_each(|v| *v = relu6_lanes(*v)),
+            Activation::Silu => $xs.iter_mut().for_each(|v| *v = *v / (1.0 + exp_fast(-*v))),
+            Activation::Gelu => $xs.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf_fast(*v * std::f32::consts::FRAC_1_SQRT_2))),
+            Activation::Sigmoid => $xs.iter_mut().for_each(|v| *v = 1.0 / (1.0 + exp_fast(-*v))),
+            Activation::Hardswish => $xs.iter_mut().for_each(|v| *v = *v * relu6_lanes(*v + 3.0) / 6.0),
+            Activation::Hardsigmoid => $xs.iter_mut().for_each(|v| *v = relu6_lanes(*v + 3.0) / 6.0),
+        }
+    };
+}
+
 impl Activation {
     /// The function on every value of `xs`, in place, for the fast kernels: one loop a
     /// variant, with no library calls (exp and erf are the f32 approximations below), so
@@ -72,20 +94,29 @@ impl Activation {
     /// Within a few ulp of [`Activation::apply`], the reference; NaN stays NaN.
     #[inline(always)]
     pub fn apply_slice(self, xs: &mut [f32]) {
+        apply_each!(self, xs);
+    }
+
+    /// [`Activation::apply_slice`] on an array whose length the compiler knows: the
+    /// micro-kernels' rows of 16, which then run as whole vectors (a slice of 16 met the
+    /// vectorised loop's 32-value stride and ran in its scalar remainder).
+    #[inline(always)]
+    pub fn apply_array<const N: usize>(self, xs: &mut [f32; N]) {
+        // Loops over 16 values vectorise unevenly (a 16-lane loop unrolled twice meets its
+        // scalar remainder); runs of 8 did best for the cheap ones in a 1x1 convolution with
+        // the activation fused (16 -> 96 channels at 112x112 on a Zen 4: hardswish 0.68 /
+        // 0.82 ms on AVX2 / AVX-512, against 0.87 / 0.92 as one loop), one loop for the
+        // exp-based ones (SiLU 1.46 / 1.01 ms; 2.0 / 1.3 in runs of 8, measured alone).
         match self {
-            Activation::Relu => {
-                for v in xs {
-                    if *v < 0.0 {
-                        *v = 0.0;
-                    }
+            Activation::Relu | Activation::Relu6 | Activation::Hardswish | Activation::Hardsigmoid => {
+                let mut runs = xs.chunks_exact_mut(8);
+                for run in &mut runs {
+                    let run: &mut [f32; 8] = run.try_into().expect("invariant: runs of 8");
+                    apply_each!(self, run);
                 }
+                apply_each!(self, runs.into_remainder());
             }
-            Activation::Relu6 => xs.iter_mut().for_each(|v| *v = relu6_lanes(*v)),
-            Activation::Silu => xs.iter_mut().for_each(|v| *v = *v / (1.0 + exp_fast(-*v))),
-            Activation::Gelu => xs.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf_fast(*v * std::f32::consts::FRAC_1_SQRT_2))),
-            Activation::Sigmoid => xs.iter_mut().for_each(|v| *v = 1.0 / (1.0 + exp_fast(-*v))),
-            Activation::Hardswish => xs.iter_mut().for_each(|v| *v = *v * relu6_lanes(*v + 3.0) / 6.0),
-            Activation::Hardsigmoid => xs.iter_mut().for_each(|v| *v = relu6_lanes(*v + 3.0) / 6.0),
+            _ => apply_each!(self, xs),
         }
     }
 }
@@ -108,7 +139,9 @@ fn relu6_lanes(v: f32) -> f32 {
 /// (e^88 ~ 1.7e38, e^-87 ~ 1.6e-38); NaN gives NaN.
 #[inline(always)]
 pub fn exp_fast(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+    // Compare-selects, not `clamp` (see `relu6_lanes`); NaN passes through both.
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5) * r * r
@@ -195,6 +228,15 @@ mod tests {
             let mut nan = [f32::NAN; 3];
             act.apply_slice(&mut nan);
             assert!(nan.iter().all(|v| v.is_nan()), "{act:?} keeps NaN");
+            // The fixed-length form, rows of 16 as the micro-kernels call it: the same values.
+            for (chunk, want) in xs.chunks_exact(16).zip(fast.chunks_exact(16)) {
+                let mut row: [f32; 16] = chunk.try_into().unwrap();
+                act.apply_array(&mut row);
+                assert_eq!(&row[..], want, "{act:?}");
+            }
+            let mut nan = [f32::NAN; 16];
+            act.apply_array(&mut nan);
+            assert!(nan.iter().all(|v| v.is_nan()), "{act:?} keeps NaN (array)");
         }
     }
 
