@@ -127,6 +127,8 @@ pub struct Workspace {
     /// each pass takes its sample.
     sample: usize,
     staged: Vec<f32>,
+    /// Sample-major passes ended since `begin` (the output is complete at N).
+    ended: usize,
 }
 
 /// How a batch of N > 1 runs through the steps.
@@ -233,6 +235,7 @@ impl Workspace {
             self.out.resize(self.n * len, 0.0);
             let (a, b) = self.region(id);
             let p = self.sample;
+            self.ended += 1;
             crate::fast::nhwc::to_nchw(&self.arena[a..b], [1, shape[0], shape[1], shape[2]], &mut self.out[p * len..(p + 1) * len]);
         }
     }
@@ -302,12 +305,13 @@ impl Workspace {
         // Sample-major passes need the batch-1 arena and scratch, and the staged input.
         self.sample_major = Workspace::resolve(self.order, n, lens.iter().copied().max().unwrap_or(0));
         let m = if self.sample_major { 1 } else { n };
-        let oom = || ModelError::OutOfMemory { batch: n, bytes: (n as u128) * (arena as u128 + scratch as u128) * 4 };
+        let oom = || ModelError::OutOfMemory { batch: n, bytes: (m as u128) * (arena as u128 + scratch as u128) * 4 };
         let (arena_len, scratch_len) = (m.checked_mul(arena).ok_or_else(oom)?, m.checked_mul(scratch).ok_or_else(oom)?);
         grow(&mut self.arena, arena_len).map_err(|_| oom())?;
         grow(&mut self.scratch, scratch_len).map_err(|_| oom())?;
         self.n = n;
         self.sample = 0;
+        self.ended = 0;
         self.convs = [0; 3];
         if let Some(p) = &mut self.poison {
             p.step = 0;
@@ -321,7 +325,6 @@ impl Workspace {
         // Sample-major, the input is staged whole; each pass copies its sample in.
         let dst = if self.sample_major {
             let len = n.checked_mul(lens[0]).ok_or_else(oom)?;
-            self.staged.clear();
             grow(&mut self.staged, len).map_err(|_| oom())?;
             &mut self.staged[..len]
         } else {
@@ -451,7 +454,8 @@ impl Workspace {
         }
         let (n, len) = (self.n, self.lens[id]);
         if self.sample_major {
-            // Every pass's sample, kept by `end_pass`.
+            // Every pass's sample, kept by `end_pass` (generated code runs them all).
+            assert_eq!(self.ended, n, "invariant: every sample-major pass ran (passes / pass / end_pass) before output");
             return ArrayView2::from_shape((n, len), &self.out[..n * len]).expect("invariant: end_pass kept N samples");
         }
         let (a, b) = self.region(id);
@@ -467,7 +471,7 @@ impl Workspace {
 
     /// Bytes held by the arena and the scratch.
     pub fn bytes(&self) -> usize {
-        (self.arena.capacity() + self.scratch.capacity() + self.out.capacity()) * 4
+        (self.arena.capacity() + self.scratch.capacity() + self.out.capacity() + self.staged.capacity()) * 4
     }
 }
 

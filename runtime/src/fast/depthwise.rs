@@ -191,6 +191,11 @@ fn block<const P: usize>(
     y_row: &mut [f32],
 ) {
     let c = g.c;
+    // The checks once, outside the loops: `ox..ox + P` are interior columns, so every tap
+    // `ix = (ox + p) * stride + q * dilation - padding` is below `w`; rows outside the
+    // image are skipped; each run below has `c0 + LANES <= c`.
+    let (lo, hi) = interior(g);
+    assert!(ox + P <= hi && ox >= lo && w.len() >= g.k * g.k * c && x.len() >= (b + 1) * g.h * g.w * c);
     let mut c0 = 0;
     while c0 + LANES <= c {
         let init: [f32; LANES] = match bias {
@@ -198,18 +203,13 @@ fn block<const P: usize>(
             None => [0.0; LANES],
         };
         let mut acc = [init; P];
-        // The checks once, outside the loops: `ox..ox + P` are interior columns, so
-        // every tap `ix = (ox + p) * stride + q * dilation - padding` is below `w`, and
-        // `c0 + LANES <= c`; rows outside the image are skipped.
-        assert!(ox + P <= interior(g).1 && ox >= interior(g).0 && c0 + LANES <= c && w.len() >= g.k * g.k * c);
-        assert!(x.len() >= (b + 1) * g.h * g.w * c);
         for r in 0..g.k {
             let iy = (oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
             if iy >= g.h {
                 continue;
             }
             // SAFETY: pixel (iy, ox * stride - padding) of sample b is inside `x` (asserted
-            // above: the column is interior, `iy < h`), so is every tap read below (interior
+            // before the loop: the column is interior; `iy < h`), so is every tap read below (interior
             // columns, `c0 + LANES <= c`), and every weight run (`(r * k + q) * c + c0 +
             // LANES <= k * k * c`); the reads are unaligned-safe (`read_unaligned`).
             unsafe {
@@ -318,9 +318,17 @@ mod tests {
     /// counts around the chunk), on every ISA here, against the reference convolution.
     #[test]
     fn depthwise_matches_the_reference_on_every_isa() {
-        for (c, k, stride, padding, dilation) in
-            [(48, 3, 1, 1, 1), (32, 3, 2, 1, 1), (72, 5, 2, 2, 1), (24, 7, 1, 3, 1), (130, 3, 2, 1, 1), (8, 3, 1, 2, 2), (3, 5, 1, 0, 1)]
-        {
+        for (c, k, stride, padding, dilation) in [
+            (48, 3, 1, 1, 1),
+            (32, 3, 2, 1, 1),
+            (20, 3, 1, 3, 1),
+            (16, 7, 1, 3, 2),
+            (72, 5, 2, 2, 1),
+            (24, 7, 1, 3, 1),
+            (130, 3, 2, 1, 1),
+            (8, 3, 1, 2, 2),
+            (3, 5, 1, 0, 1),
+        ] {
             let (n, h, wd) = (2, 9, if c == 48 { 27 } else { 11 });
             let x = Array4::from_shape_fn((n, c, h, wd), |(b, ch, i, j)| ((b * 7 + ch * 13 + i * 5 + j * 3) % 17) as f32 / 8.0 - 1.0);
             let weight: Vec<f32> = (0..c * k * k).map(|i| ((i * 11) % 23) as f32 / 11.0 - 1.0).collect();

@@ -506,6 +506,8 @@ mod tests {
         (1, 2, 12, 12, 130, 3, 1, 1, 1, 1),
         (1, 3, 12, 12, 4, 11, 1, 5, 1, 1),
         (1, 64, 6, 5, 64, 3, 1, 1, 1, 1),
+        // Groups with reductions past 512 (one-panel blocks on AVX2), a partial panel.
+        (1, 128, 5, 5, 40, 3, 1, 1, 1, 2),
     ];
 
     fn check(

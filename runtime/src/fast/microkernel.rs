@@ -11,13 +11,6 @@ use crate::kernels::Activation;
 /// Output pixels a tile (the rows of every micro-kernel).
 pub const MR: usize = 6;
 
-/// Reduction length the AVX2 micro-kernel takes at a time (see `kernel`). Measured on a
-/// Zen 4 with `RESNETC_AVX512=0` (conv_speed, 1 thread): 512 x 7x7 3x3 direct 45-51% of
-/// peak unchunked, 61-68% at 256 to 1024; the other shapes within the noise.
-const AVX2_KC: usize = 512;
-/// Segment pieces a chunk holds at most.
-const CHUNK_SEGS: usize = 64;
-
 /// One contiguous run of the reduction: `len` input floats a pixel, from `ptr[i]` for pixel
 /// `i`, against rows `row..row + len` of a weight block.
 #[derive(Clone, Copy)]
@@ -68,19 +61,13 @@ pub(super) unsafe fn kernel(
         Isa::Avx512 => unsafe { avx512::dispatch(segs, rows, w, panel, width, out, first, last) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            // The 16-column strips of a block each walk the whole reduction; in chunks of
-            // AVX2_KC the chunk's inputs stay in L1 for the next strip (partial sums go
-            // through the output, as for long segment lists).
-            let total: usize = segs.iter().map(|s| s.len).sum();
-            if total <= AVX2_KC || width <= 16 {
-                for j in (0..width).step_by(16) {
-                    // SAFETY: the caller's contract; panel j / 16 lies inside the block.
-                    unsafe { avx2::dispatch(segs, rows, w.add(j / 16 * panel), j, out, first, last) };
-                }
-                return;
+            // A panel at a time, each over the whole reduction: blocks are one panel wide
+            // where it is long (`direct::block_cols`), so the tile's inputs of a wider
+            // block stay in L1 from one panel to the next.
+            for j in (0..width).step_by(16) {
+                // SAFETY: the caller's contract; panel j / 16 lies inside the block.
+                unsafe { avx2::dispatch(segs, rows, w.add(j / 16 * panel), j, out, first, last) };
             }
-            // SAFETY: the caller's contract, passed on.
-            unsafe { avx2_chunked(segs, rows, w, width, panel, out, first, last) };
         }
         _ => {
             for j in (0..width).step_by(16) {
@@ -88,39 +75,6 @@ pub(super) unsafe fn kernel(
                 unsafe { portable(segs, rows, w.add(j / 16 * panel), j, out, first, last) };
             }
         }
-    }
-}
-
-/// [`kernel`] on AVX2 for reductions longer than `AVX2_KC`, a chunk at a time (kept out of
-/// `kernel`, whose frame stays small).
-///
-/// # Safety
-/// As for [`kernel`], with `Isa::Avx2` supported.
-#[cfg(target_arch = "x86_64")]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx2_chunked(segs: &[Seg], rows: usize, w: *const f32, width: usize, panel: usize, out: &TileOut, first: bool, last: bool) {
-    let mut buf = [Seg { ptr: [std::ptr::null(); MR], row: 0, len: 0 }; CHUNK_SEGS];
-    let (mut next, mut offset, mut chunk) = (0, 0, 0);
-    while next < segs.len() {
-        let (mut n, mut len) = (0, 0);
-        while next < segs.len() && len < AVX2_KC && n < CHUNK_SEGS {
-            let s = segs[next];
-            let take = (s.len - offset).min(AVX2_KC - len);
-            buf[n] = Seg { ptr: s.ptr.map(|p| p.wrapping_add(offset)), row: s.row + offset, len: take };
-            (n, len, offset) = (n + 1, len + take, offset + take);
-            if offset == s.len {
-                (next, offset) = (next + 1, 0);
-            }
-        }
-        let (first_chunk, last_chunk) = (chunk == 0, next == segs.len());
-        for j in (0..width).step_by(16) {
-            // SAFETY: the caller's contract: each piece is a sub-range of a segment
-            // (pointers and weight rows advanced together), and the partial sums of
-            // earlier chunks are in the tile's outputs.
-            unsafe { avx2::dispatch(&buf[..n], rows, w.add(j / 16 * panel), j, out, first && first_chunk, last && last_chunk) };
-        }
-        chunk += 1;
     }
 }
 
