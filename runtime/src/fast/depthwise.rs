@@ -208,10 +208,9 @@ fn block<const P: usize>(
             if iy >= g.h {
                 continue;
             }
-            // SAFETY: pixel (iy, ox * stride - padding) of sample b is inside `x` (asserted
-            // before the loop: the column is interior; `iy < h`), so is every tap read below (interior
-            // columns, `c0 + LANES <= c`), and every weight run (`(r * k + q) * c + c0 +
-            // LANES <= k * k * c`); the reads are unaligned-safe (`read_unaligned`).
+            // SAFETY: asserted above: columns ox..ox + P are interior and `iy < h`, so every tap
+            // read is inside sample b of `x` (`c0 + LANES <= c`); every weight run ends by
+            // `k * k * c <= w.len()`; `read_unaligned` needs no alignment.
             unsafe {
                 let first = x.as_ptr().add(((b * g.h + iy) * g.w + ox * g.stride - g.padding) * c + c0);
                 for q in 0..g.k {
