@@ -114,13 +114,11 @@ fn rows_body(
     for (i, y_row) in y.chunks_exact_mut(row_len).enumerate() {
         let (b, oy) = ((r0 + i) / g.oh, (r0 + i) % g.oh);
         let res_row = residual.map(|r| &r[i * row_len..(i + 1) * row_len]);
-        // Pixel by pixel (its input window's channels are contiguous, and stay in L1 for
-        // the next pixel), channels in runs of LANES (one AVX-512 register, two AVX2 ones),
-        // then the rest.
-        // Where every tap of a pixel lies inside the row (no left or right padding), runs
-        // of BLOCK pixels (then single ones) share each weight load; the edges go a pixel
-        // at a time, checked tap by tap. (No closures here: a closure is compiled apart,
-        // without the ISA's target features.)
+        // Pixel by pixel (a window's channels are contiguous), channels in runs of LANES
+        // (one AVX-512 register, two AVX2 ones), then the tail. Where every tap of a pixel
+        // lies inside the row (no left or right padding), runs of BLOCK pixels (then single
+        // ones) share each weight load; the edges go a pixel at a time, checked tap by tap.
+        // (No closures here: a closure is compiled apart, without the ISA's features.)
         let (lo, hi) = interior(&g);
         let tail = g.c - g.c % LANES;
         let mut ox = 0;
@@ -132,16 +130,10 @@ fn rows_body(
                 block::<1>(x, w, &g, bias, res_row, act, b, oy, ox, y_row);
                 1
             } else {
-                let mut c0 = 0;
-                while c0 + LANES <= g.c {
+                for c0 in (0..tail).step_by(LANES) {
                     run::<LANES>(x, w, &g, bias, res_row, act, b, oy, ox, c0, LANES, y_row);
-                    c0 += LANES;
                 }
-                ox += 1;
-                if c0 < g.c {
-                    run::<1>(x, w, &g, bias, res_row, act, b, oy, ox - 1, c0, g.c - c0, y_row);
-                }
-                continue;
+                1
             };
             if tail < g.c {
                 for p in ox..ox + step {
