@@ -1,5 +1,6 @@
-//! Times the direct NHWC convolution on ResNet-50's layer shapes and states each as a share
-//! of this machine's measured FMA peak:
+//! Times the NHWC convolutions on ResNet-50's layer shapes and on MobileNetV2's and
+//! EfficientNet-B0's costliest ones (depthwise, narrow 1x1) and states each as a share of
+//! this machine's measured FMA peak:
 //! `cargo run --release -p resnetc-runtime --example conv_speed [threads] [filter]`, on the
 //! path `RESNETC_AVX512=0` / `RESNETC_PORTABLE=1` select (the first line names it).
 use resnetc_runtime::fast::{self, winograd, Epilogue, Isa};
@@ -16,8 +17,8 @@ fn main() {
     let peak = if only.is_empty() { fast::peak::peak_gflops(threads, 100_000_000) } else { 117.0 * threads as f64 };
     let isa = Isa::selected();
     println!("kernel {isa}, {threads} thread(s), peak {peak:.1} GFLOP/s");
-    // (in channels, size, out channels, kernel, stride, padding, residual add)
-    for (c, h, o, k, s, p, add) in [
+    // (in channels, size, out channels, kernel, stride, padding, residual add); groups 1
+    let resnet = [
         (3, 224, 64, 7, 2, 3, false),
         (64, 56, 64, 1, 1, 0, false),
         (64, 14, 64, 1, 1, 0, false),
@@ -38,18 +39,42 @@ fn main() {
         (2048, 7, 512, 1, 1, 0, false),
         (512, 7, 2048, 1, 1, 0, true),
         (256, 56, 512, 1, 2, 0, false),
-    ] {
-        let line = format!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}{}", if add { " +res" } else { "     " });
+    ]
+    .map(|(c, h, o, k, s, p, add)| (c, h, o, k, s, p, add, 1, Activation::Relu));
+    // The families: depthwise (groups = channels) and the narrow 1x1 layers around them.
+    let families = [
+        (16, 112, 96, 1, 1, 0, false, 1, Activation::Relu6),
+        (32, 112, 16, 1, 1, 0, false, 1, Activation::Relu6),
+        (96, 56, 24, 1, 1, 0, false, 1, Activation::Relu6),
+        (144, 56, 24, 1, 1, 0, true, 1, Activation::Relu6),
+        (32, 112, 32, 3, 1, 1, false, 32, Activation::Relu6),
+        (96, 112, 96, 3, 2, 1, false, 96, Activation::Relu6),
+        (144, 56, 144, 3, 1, 1, false, 144, Activation::Relu6),
+        (192, 28, 192, 3, 1, 1, false, 192, Activation::Relu6),
+        (576, 14, 576, 3, 1, 1, false, 576, Activation::Relu6),
+        (960, 7, 960, 3, 1, 1, false, 960, Activation::Relu6),
+        (192, 30, 192, 3, 1, 0, false, 192, Activation::Relu6),
+        (32, 18, 32, 3, 1, 0, false, 32, Activation::Relu),
+        (64, 34, 64, 3, 1, 0, false, 64, Activation::Relu),
+        (240, 28, 240, 5, 1, 2, false, 240, Activation::Silu),
+        (144, 56, 144, 5, 2, 2, false, 144, Activation::Silu),
+        (672, 14, 672, 5, 1, 2, false, 672, Activation::Silu),
+        (96, 56, 96, 7, 1, 3, false, 96, Activation::Relu),
+        (384, 14, 384, 7, 1, 3, false, 384, Activation::Relu),
+    ];
+    for (c, h, o, k, s, p, add, groups, act) in resnet.into_iter().chain(families) {
+        let dw = if groups > 1 { " dw" } else { "   " };
+        let line = format!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}{dw}{}", if add { " +res" } else { "     " });
         if !line.contains(&only) {
             continue;
         }
-        let direct = ConvSpec::new([c, h, h], o, k).stride(s).padding(p).then(Activation::Relu);
+        let direct = ConvSpec::new([c, h, h], o, k).stride(s).padding(p).groups(groups).then(act);
         let algos = if winograd::eligible(&direct) { vec![direct, direct.winograd(2), direct.winograd(4)] } else { vec![direct] };
         for spec in algos {
             let (oh, _) = spec.output_hw();
-            let macs = (o * c * k * k * oh * oh) as f64;
+            let macs = (o * (c / groups) * k * k * oh * oh) as f64;
             let x: Vec<f32> = (0..c * h * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-            let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let wt: Vec<f32> = (0..o * (c / groups) * k * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
             let bias = vec![0.1f32; o];
             let mut y = vec![0f32; o * oh * oh];
             let residual = vec![0.25f32; o * oh * oh];

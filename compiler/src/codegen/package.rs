@@ -23,6 +23,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/fast/nhwc.rs", include_str!("../../../runtime/src/fast/nhwc.rs")),
     ("src/fast/peak.rs", include_str!("../../../runtime/src/fast/peak.rs")),
     ("src/fast/pool.rs", include_str!("../../../runtime/src/fast/pool.rs")),
+    ("src/fast/simd.rs", include_str!("../../../runtime/src/fast/simd.rs")),
     ("src/fast/winograd.rs", include_str!("../../../runtime/src/fast/winograd.rs")),
     ("src/weights.rs", include_str!("../../../runtime/src/weights.rs")),
     ("src/kernels/mod.rs", include_str!("../../../runtime/src/kernels/mod.rs")),
@@ -279,5 +280,35 @@ pub fn crate_name(network: &str) -> String {
         s
     } else {
         format!("{s}-net")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RUNTIME_FILES;
+    use std::path::Path;
+
+    /// Every source file of the runtime is vendored (a new module left out of the list
+    /// breaks every emitted crate's build, which only the slow emitted-crate tests see).
+    #[test]
+    fn every_runtime_source_is_vendored() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/src");
+        let mut found = Vec::new();
+        let mut dirs = vec![src.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("the runtime's sources are readable") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let rel = path.strip_prefix(&src).expect("under src").to_string_lossy().replace('\\', "/");
+                    found.push(format!("src/{rel}"));
+                }
+            }
+        }
+        for file in &found {
+            assert!(RUNTIME_FILES.iter().any(|(p, _)| p == file), "{file} is not in RUNTIME_FILES");
+        }
+        assert_eq!(found.len(), RUNTIME_FILES.len(), "RUNTIME_FILES lists a file the runtime no longer has");
     }
 }

@@ -52,6 +52,37 @@ macro_rules! multiversion {
             }
             $body::<$($ga)*>($($arg),*)
         }
+    };    // `=> body::<simd>`: `body` is an `unsafe fn<V: simd::Vector>` whose contract is that
+    // the CPU supports V's instruction set; it runs with V = the path's vector type.
+    ($(#[$m:meta])* fn $name:ident ($($arg:ident : $ty:ty),* $(,)?) => $body:ident::<simd>) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name(isa: $crate::fast::Isa, $($arg: $ty),*) {
+            assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn wide($($arg: $ty),*) {
+                    $body::<$crate::fast::simd::Avx512>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn narrow($($arg: $ty),*) {
+                    $body::<$crate::fast::simd::Avx2>($($arg),*)
+                }
+                match isa {
+                    // SAFETY: `isa.supported()` was asserted above: the CPU has AVX-512 F/VL,
+                    // AVX2 and FMA, which `wide` is compiled for and `Avx512` needs.
+                    $crate::fast::Isa::Avx512 => return unsafe { wide($($arg),*) },
+                    // SAFETY: as above, the CPU has AVX2 and FMA, all `Avx2` needs.
+                    $crate::fast::Isa::Avx2 => return unsafe { narrow($($arg),*) },
+                    $crate::fast::Isa::Portable => {}
+                }
+            }
+            // SAFETY: the portable vector is plain Rust and needs no CPU feature.
+            unsafe { $body::<$crate::fast::simd::Portable>($($arg),*) }
+        }
     };
 }
 
@@ -62,6 +93,7 @@ mod microkernel;
 pub mod nhwc;
 pub mod peak;
 pub mod pool;
+pub mod simd;
 pub mod spec;
 pub mod winograd;
 

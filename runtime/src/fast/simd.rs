@@ -1,0 +1,232 @@
+//! One register of f32 lanes per kernel path, for kernels written once over a [`Vector`]
+//! and compiled three times (see `multiversion!`'s `simd` form): [`Avx512`] (16 lanes),
+//! [`Avx2`] (8 lanes, fused multiply-add) and [`Portable`] (8 lanes of plain arithmetic,
+//! which the baseline compiles to SSE2). Written with intrinsics where LLVM's loop
+//! vectoriser was unreliable: small fixed-size loops and compare-selects met its scalar
+//! remainders and ran at a fraction of the speed (the depthwise convolutions at ~20% of
+//! the FMA peak).
+//!
+//! Every method is `unsafe`: the caller promises that the CPU supports the type's
+//! instruction set (the code runs inside a function compiled for it, reached through an
+//! [`Isa`](super::Isa) whose `supported()` was checked) and, for the memory ones, that
+//! `LANES` floats are valid at the pointer.
+
+/// A register of `LANES` f32 values.
+pub trait Vector: Copy {
+    /// Floats a register holds.
+    const LANES: usize;
+    /// # Safety
+    /// The CPU supports the type's ISA; `p..p + LANES` is readable.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// The CPU supports the type's ISA; `p..p + LANES` is writable.
+    unsafe fn store(self, p: *mut f32);
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn splat(v: f32) -> Self;
+    /// `self * b + c` (fused where the ISA has it).
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn add(self, b: Self) -> Self;
+    /// `max(self, 0)`, NaN kept.
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn relu(self) -> Self;
+    /// `min(max(self, 0), 6)`, NaN kept.
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn relu6(self) -> Self;
+}
+
+/// Eight lanes of plain Rust arithmetic (unfused, like the portable micro-kernel).
+#[derive(Clone, Copy)]
+pub struct Portable([f32; 8]);
+
+impl Vector for Portable {
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Portable(p.cast::<[f32; 8]>().read_unaligned())
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        p.cast::<[f32; 8]>().write_unaligned(self.0)
+    }
+
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        Portable([v; 8])
+    }
+
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        Portable(std::array::from_fn(|i| self.0[i] * b.0[i] + c.0[i]))
+    }
+
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| self.0[i] + b.0[i]))
+    }
+
+    #[inline(always)]
+    unsafe fn relu(self) -> Self {
+        // `v < 0` is false for NaN, which stays.
+        Portable(self.0.map(|v| if v < 0.0 { 0.0 } else { v }))
+    }
+
+    #[inline(always)]
+    unsafe fn relu6(self) -> Self {
+        Portable(self.relu().0.map(|v| if v > 6.0 { 6.0 } else { v }))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Vector;
+    use std::arch::x86_64::*;
+
+    /// Eight lanes in a ymm register, AVX2 and FMA.
+    #[derive(Clone, Copy)]
+    pub struct Avx2(__m256);
+
+    /// Sixteen lanes in a zmm register, AVX-512 F.
+    #[derive(Clone, Copy)]
+    pub struct Avx512(__m512);
+
+    // The intrinsics below need the type's features; every method's contract (see the
+    // trait) is that the CPU has them, and the kernels call these only from functions
+    // compiled with them, where they inline to one instruction each.
+    impl Vector for Avx2 {
+        const LANES: usize = 8;
+
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(_mm256_loadu_ps(p))
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Avx2(_mm256_set1_ps(v))
+        }
+
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            Avx2(_mm256_fmadd_ps(self.0, b.0, c.0))
+        }
+
+        #[inline(always)]
+        unsafe fn add(self, b: Self) -> Self {
+            Avx2(_mm256_add_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn relu(self) -> Self {
+            // maxps returns its second operand when either is NaN: the value, kept.
+            Avx2(_mm256_max_ps(_mm256_setzero_ps(), self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn relu6(self) -> Self {
+            Avx2(_mm256_min_ps(_mm256_set1_ps(6.0), self.relu().0))
+        }
+    }
+
+    impl Vector for Avx512 {
+        const LANES: usize = 16;
+
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512(_mm512_loadu_ps(p))
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
+        }
+
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Avx512(_mm512_set1_ps(v))
+        }
+
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            Avx512(_mm512_fmadd_ps(self.0, b.0, c.0))
+        }
+
+        #[inline(always)]
+        unsafe fn add(self, b: Self) -> Self {
+            Avx512(_mm512_add_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn relu(self) -> Self {
+            // As in the AVX2 one: NaN in the second operand is returned.
+            Avx512(_mm512_max_ps(_mm512_setzero_ps(), self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn relu6(self) -> Self {
+            Avx512(_mm512_min_ps(_mm512_set1_ps(6.0), self.relu().0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::Isa;
+
+    /// Every operation of every vector type here, lane by lane, against plain arithmetic
+    /// (NaN kept by the activations).
+    #[test]
+    fn vectors_match_plain_arithmetic() {
+        fn check<V: Vector>() {
+            let a: Vec<f32> = (0..V::LANES).map(|i| i as f32 * 1.5 - 5.0).collect();
+            let mut b: Vec<f32> = (0..V::LANES).map(|i| 7.0 - i as f32).collect();
+            b[1] = f32::NAN;
+            let c: Vec<f32> = (0..V::LANES).map(|i| i as f32 * 0.25).collect();
+            let same = |x: f32, y: f32| (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-6 * y.abs().max(1.0);
+            let r6 = |v: f32| if v.is_nan() { v } else { v.clamp(0.0, 6.0) };
+            let mut out = vec![vec![0.0f32; V::LANES]; 4];
+            // SAFETY: the caller checked the ISA; every buffer holds LANES floats.
+            unsafe {
+                let (x, y, z) = (V::load(a.as_ptr()), V::load(b.as_ptr()), V::load(c.as_ptr()));
+                x.mul_add(y, z).store(out[0].as_mut_ptr());
+                x.add(y).store(out[1].as_mut_ptr());
+                y.relu().store(out[2].as_mut_ptr());
+                x.mul_add(V::splat(2.0), y).relu6().store(out[3].as_mut_ptr());
+            }
+            for i in 0..V::LANES {
+                assert!(same(out[0][i], a[i] * b[i] + c[i]), "mul_add {:?}", out[0]);
+                assert!(same(out[1][i], a[i] + b[i]), "add {:?}", out[1]);
+                assert!(same(out[2][i], if b[i] < 0.0 { 0.0 } else { b[i] }), "relu {:?}", out[2]);
+                assert!(same(out[3][i], r6(a[i] * 2.0 + b[i])), "relu6 {:?}", out[3]);
+            }
+        }
+        for isa in Isa::available() {
+            match isa {
+                Isa::Portable => check::<Portable>(),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => check::<Avx2>(),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => check::<Avx512>(),
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+    }
+}
