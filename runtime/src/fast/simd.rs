@@ -11,6 +11,8 @@
 //! [`Isa`](super::Isa) whose `supported()` was checked) and, for the memory ones, that
 //! `LANES` floats are valid at the pointer.
 
+use crate::kernels::Activation;
+
 /// A register of `LANES` f32 values.
 pub trait Vector: Copy {
     /// Floats a register holds.
@@ -39,6 +41,77 @@ pub trait Vector: Copy {
     /// # Safety
     /// The CPU supports the type's ISA.
     unsafe fn relu6(self) -> Self;
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn sub(self, b: Self) -> Self;
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn mul(self, b: Self) -> Self;
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn div(self, b: Self) -> Self;
+    /// `if self < lo { lo } else { self }` (NaN kept).
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn at_least(self, lo: Self) -> Self;
+    /// `if self > hi { hi } else { self }` (NaN kept).
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn at_most(self, hi: Self) -> Self;
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn floor(self) -> Self;
+    /// 2^n for lanes holding whole numbers n in -126..=127, from the exponent bits (as
+    /// `kernels::act::exp_fast` builds it).
+    /// # Safety
+    /// The CPU supports the type's ISA.
+    unsafe fn exp2_whole(self) -> Self;
+}
+
+/// e^x, lane by lane, the same steps as `kernels::act::exp_fast` (clamp,
+/// reduction by powers of two, degree-6 polynomial, unfused), so both give the same
+/// values.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub unsafe fn exp<V: Vector>(x: V) -> V {
+    let x = x.at_least(V::splat(-87.0)).at_most(V::splat(88.0));
+    let n = x.mul(V::splat(std::f32::consts::LOG2_E)).add(V::splat(0.5)).floor();
+    let r = x.sub(n.mul(V::splat(0.693_359_4))).sub(n.mul(V::splat(-2.121_944_4e-4)));
+    let mut p = V::splat(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = p.mul(r).add(V::splat(c));
+    }
+    let p = p.mul(r).mul(r).add(r).add(V::splat(1.0));
+    p.mul(n.exp2_whole())
+}
+
+/// `act` on every lane, as [`Activation::apply_slice`] computes it: ReLU and ReLU6 as
+/// compare-selects, SiLU and sigmoid through [`exp`], hardswish and hardsigmoid through
+/// ReLU6; GELU (not on the families' depthwise layers) through `apply_slice` on the stored
+/// lanes.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub unsafe fn activate<V: Vector>(v: V, act: Activation) -> V {
+    let one = V::splat(1.0);
+    match act {
+        Activation::Relu => v.relu(),
+        Activation::Relu6 => v.relu6(),
+        Activation::Silu => v.div(one.add(exp(v.mul(V::splat(-1.0))))),
+        Activation::Sigmoid => one.div(one.add(exp(v.mul(V::splat(-1.0))))),
+        Activation::Hardswish => v.mul(v.add(V::splat(3.0)).relu6()).div(V::splat(6.0)),
+        Activation::Hardsigmoid => v.add(V::splat(3.0)).relu6().div(V::splat(6.0)),
+        Activation::Gelu => {
+            let mut lanes = [0.0f32; 16];
+            let lanes = &mut lanes[..V::LANES];
+            v.store(lanes.as_mut_ptr());
+            act.apply_slice(lanes);
+            V::load(lanes.as_ptr())
+        }
+    }
 }
 
 /// Eight lanes of plain Rust arithmetic (unfused, like the portable micro-kernel).
@@ -82,6 +155,41 @@ impl Vector for Portable {
     #[inline(always)]
     unsafe fn relu6(self) -> Self {
         Portable(self.relu().0.map(|v| if v > 6.0 { 6.0 } else { v }))
+    }
+
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| self.0[i] - b.0[i]))
+    }
+
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| self.0[i] * b.0[i]))
+    }
+
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| self.0[i] / b.0[i]))
+    }
+
+    #[inline(always)]
+    unsafe fn at_least(self, lo: Self) -> Self {
+        Portable(std::array::from_fn(|i| if self.0[i] < lo.0[i] { lo.0[i] } else { self.0[i] }))
+    }
+
+    #[inline(always)]
+    unsafe fn at_most(self, hi: Self) -> Self {
+        Portable(std::array::from_fn(|i| if self.0[i] > hi.0[i] { hi.0[i] } else { self.0[i] }))
+    }
+
+    #[inline(always)]
+    unsafe fn floor(self) -> Self {
+        Portable(self.0.map(f32::floor))
+    }
+
+    #[inline(always)]
+    unsafe fn exp2_whole(self) -> Self {
+        Portable(self.0.map(|n| f32::from_bits((n + 8_388_735.0).to_bits() << 23)))
     }
 }
 
@@ -142,6 +250,43 @@ mod x86 {
         unsafe fn relu6(self) -> Self {
             Avx2(_mm256_min_ps(_mm256_set1_ps(6.0), self.relu().0))
         }
+
+        #[inline(always)]
+        unsafe fn sub(self, b: Self) -> Self {
+            Avx2(_mm256_sub_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn mul(self, b: Self) -> Self {
+            Avx2(_mm256_mul_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn div(self, b: Self) -> Self {
+            Avx2(_mm256_div_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn at_least(self, lo: Self) -> Self {
+            // maxps(lo, v) = lo > v ? lo : v: NaN in v is returned.
+            Avx2(_mm256_max_ps(lo.0, self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn at_most(self, hi: Self) -> Self {
+            Avx2(_mm256_min_ps(hi.0, self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn floor(self) -> Self {
+            Avx2(_mm256_floor_ps(self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn exp2_whole(self) -> Self {
+            let biased = _mm256_castps_si256(_mm256_add_ps(self.0, _mm256_set1_ps(8_388_735.0)));
+            Avx2(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased)))
+        }
     }
 
     impl Vector for Avx512 {
@@ -182,6 +327,44 @@ mod x86 {
         unsafe fn relu6(self) -> Self {
             Avx512(_mm512_min_ps(_mm512_set1_ps(6.0), self.relu().0))
         }
+
+        #[inline(always)]
+        unsafe fn sub(self, b: Self) -> Self {
+            Avx512(_mm512_sub_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn mul(self, b: Self) -> Self {
+            Avx512(_mm512_mul_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn div(self, b: Self) -> Self {
+            Avx512(_mm512_div_ps(self.0, b.0))
+        }
+
+        #[inline(always)]
+        unsafe fn at_least(self, lo: Self) -> Self {
+            // As in the AVX2 one: NaN in the second operand is returned.
+            Avx512(_mm512_max_ps(lo.0, self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn at_most(self, hi: Self) -> Self {
+            Avx512(_mm512_min_ps(hi.0, self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn floor(self) -> Self {
+            // Round toward negative infinity (1), exceptions suppressed (8).
+            Avx512(_mm512_roundscale_ps::<0x09>(self.0))
+        }
+
+        #[inline(always)]
+        unsafe fn exp2_whole(self) -> Self {
+            let biased = _mm512_castps_si512(_mm512_add_ps(self.0, _mm512_set1_ps(8_388_735.0)));
+            Avx512(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(biased)))
+        }
     }
 }
 
@@ -201,7 +384,7 @@ mod tests {
             let c: Vec<f32> = (0..V::LANES).map(|i| i as f32 * 0.25).collect();
             let same = |x: f32, y: f32| (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-6 * y.abs().max(1.0);
             let r6 = |v: f32| if v.is_nan() { v } else { v.clamp(0.0, 6.0) };
-            let mut out = vec![vec![0.0f32; V::LANES]; 4];
+            let mut out = vec![vec![0.0f32; V::LANES]; 6];
             // SAFETY: the caller checked the ISA; every buffer holds LANES floats.
             unsafe {
                 let (x, y, z) = (V::load(a.as_ptr()), V::load(b.as_ptr()), V::load(c.as_ptr()));
@@ -209,12 +392,37 @@ mod tests {
                 x.add(y).store(out[1].as_mut_ptr());
                 y.relu().store(out[2].as_mut_ptr());
                 x.mul_add(V::splat(2.0), y).relu6().store(out[3].as_mut_ptr());
+                activate(y, Activation::Silu).store(out[4].as_mut_ptr());
+                activate(x, Activation::Relu6).store(out[5].as_mut_ptr());
             }
             for i in 0..V::LANES {
                 assert!(same(out[0][i], a[i] * b[i] + c[i]), "mul_add {:?}", out[0]);
                 assert!(same(out[1][i], a[i] + b[i]), "add {:?}", out[1]);
                 assert!(same(out[2][i], if b[i] < 0.0 { 0.0 } else { b[i] }), "relu {:?}", out[2]);
                 assert!(same(out[3][i], r6(a[i] * 2.0 + b[i])), "relu6 {:?}", out[3]);
+                let silu = Activation::Silu.apply(b[i]);
+                assert!(
+                    (out[4][i].is_nan() && silu.is_nan()) || (out[4][i] - silu).abs() <= 1e-5 * silu.abs().max(1.0),
+                    "silu {:?}",
+                    out[4]
+                );
+                assert!(same(out[5][i], r6(a[i])), "activate relu6 {:?}", out[5]);
+            }
+            // Every activation against the slice form the micro-kernels use, over
+            // arguments past exp's clamps, zeros of both signs and NaN.
+            let mut xs: Vec<f32> = (0..64 * V::LANES).map(|i| (i as f32 - 32.0 * V::LANES as f32) * 0.37).collect();
+            xs[..4].copy_from_slice(&[0.0, -0.0, f32::NAN, 1e-30]);
+            for act in Activation::ALL {
+                let mut want = xs.clone();
+                act.apply_slice(&mut want);
+                for (chunk, want) in xs.chunks_exact(V::LANES).zip(want.chunks_exact(V::LANES)) {
+                    let mut got = vec![0.0f32; V::LANES];
+                    // SAFETY: the caller checked the ISA; both buffers hold LANES floats.
+                    unsafe { activate(V::load(chunk.as_ptr()), act).store(got.as_mut_ptr()) };
+                    for ((g, w), x) in got.iter().zip(want).zip(chunk) {
+                        assert!((g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * w.abs().max(1e-6), "{act:?}({x}): {g} vs {w}");
+                    }
+                }
             }
         }
         for isa in Isa::available() {
