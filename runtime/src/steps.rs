@@ -91,9 +91,9 @@ impl Workspace {
 
     /// Value `y` = value `x` (flattened) times `weight`^T plus `bias`.
     pub fn linear(&mut self, x: usize, y: usize, weight: &[f32], bias: Option<&[f32]>) {
-        let (n, fin, fout) = (self.batch(), self.len(x), self.len(y));
+        let (n, fin, fout, isa) = (self.batch(), self.len(x), self.len(y), self.isa());
         let ([x], y, _) = self.step([x], y);
-        kernels::linear_into(x, n, fin, weight, fout, bias, y);
+        fast::dense::linear(isa, x, n, fin, weight, fout, bias, y);
     }
 
     /// Option A: value `y` = value `x` ([N, C, H, W] = `input`) subsampled and zero-padded.

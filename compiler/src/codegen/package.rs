@@ -17,6 +17,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/fast/mod.rs", include_str!("../../../runtime/src/fast/mod.rs")),
     ("src/fast/isa.rs", include_str!("../../../runtime/src/fast/isa.rs")),
     ("src/fast/spec.rs", include_str!("../../../runtime/src/fast/spec.rs")),
+    ("src/fast/dense.rs", include_str!("../../../runtime/src/fast/dense.rs")),
     ("src/fast/depthwise.rs", include_str!("../../../runtime/src/fast/depthwise.rs")),
     ("src/fast/direct.rs", include_str!("../../../runtime/src/fast/direct.rs")),
     ("src/fast/microkernel.rs", include_str!("../../../runtime/src/fast/microkernel.rs")),

@@ -86,6 +86,7 @@ macro_rules! multiversion {
     };
 }
 
+pub mod dense;
 pub mod depthwise;
 pub mod direct;
 mod isa;
