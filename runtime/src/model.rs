@@ -24,8 +24,9 @@ impl Profile {
     fn lap(&mut self, next: Option<usize>) {
         let now = std::time::Instant::now();
         if let Some((id, t)) = self.current.take() {
-            if let Some(s) = self.seconds.get_mut(id) {
+            if let (Some(s), Some(n)) = (self.seconds.get_mut(id), self.laps.get_mut(id)) {
                 *s += (now - t).as_secs_f64();
+                *n += 1;
             }
         }
         self.current = next.map(|n| (n, now));
@@ -166,10 +167,13 @@ struct Poison {
 }
 
 /// Time spent per node: the time between one step's start and the next one's is charged to
-/// the first (its kernel ran in between).
+/// the first (its kernel ran in between); a pass's last step is closed by `end_pass` (or
+/// `output`), so it is charged for its own kernel and nothing after.
 #[derive(Debug, Default)]
 struct Profile {
     seconds: Vec<f64>,
+    /// How many times each node was charged (once a pass).
+    laps: Vec<usize>,
     current: Option<(usize, std::time::Instant)>,
 }
 
@@ -230,6 +234,11 @@ impl Workspace {
     /// Ends a pass: sample-major, keeps the pass's sample of value `id` (of `shape` [C, H,
     /// W]), in NCHW order, for [`Workspace::output`].
     pub fn end_pass(&mut self, id: usize, shape: [usize; 3]) {
+        // The pass's last step ends here (the next pass's `begin` drops an open timing:
+        // before, the last layer, a classifier, was charged on the final pass only).
+        if let Some(p) = &mut self.profile {
+            p.lap(None);
+        }
         if self.sample_major {
             let len = self.lens[id];
             self.out.resize(self.n * len, 0.0);
@@ -319,6 +328,7 @@ impl Workspace {
         if let Some(p) = &mut self.profile {
             if p.seconds.len() != lens.len() {
                 p.seconds = vec![0.0; lens.len()];
+                p.laps = vec![0; lens.len()];
             }
             p.current = None;
         }
@@ -440,6 +450,9 @@ impl Workspace {
     /// Value `id`, of shape `shape` ([C, H, W]) a sample, as [N, features] in PyTorch's
     /// (NCHW) order.
     pub fn output(&mut self, id: usize, shape: [usize; 3]) -> ArrayView2<'_, f32> {
+        if let Some(p) = &mut self.profile {
+            p.lap(None);
+        }
         if let Some(p) = &mut self.poison {
             let last = p.step.checked_sub(1);
             if p.learnt {
@@ -510,6 +523,30 @@ mod tests {
             }
         }
         assert_eq!(results[..3], results[3..]);
+    }
+
+    /// The profile charges every step once a pass, the last one included, in both orders.
+    #[test]
+    fn profile_charges_every_step_once_a_pass() {
+        let x = Array4::from_shape_fn((2, 1, 2, 2), |(b, _, i, j)| (b + i + j) as f32);
+        for order in [BatchOrder::Batched, BatchOrder::SampleMajor] {
+            let mut ws = Workspace::new();
+            ws.set_batch_order(order);
+            ws.enable_profile();
+            for _ in 0..3 {
+                ws.begin(x.view(), [1, 2, 2], &[0, 4, 8], &[4, 4, 4], 12, 0).unwrap();
+                for p in 0..ws.passes() {
+                    ws.pass(p);
+                    ws.act(0, 1, Activation::Relu);
+                    ws.add(1, 0, 2);
+                    ws.end_pass(2, [1, 2, 2]);
+                }
+                ws.output(2, [1, 2, 2]);
+            }
+            let passes = 3 * ws.passes();
+            assert_eq!(ws.profile.as_ref().unwrap().laps, vec![0, passes, passes], "{order:?}");
+            assert_eq!(ws.profile().len(), 3);
+        }
     }
 
     /// After one pass that learns the reads, dead values are NaN and live ones intact.
