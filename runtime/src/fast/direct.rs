@@ -239,6 +239,7 @@ fn conv_on(
 /// streaming them from L2/L3 for each input tile beats re-reading the tiles.
 const WEIGHT_CACHE_BYTES: usize = 4 << 20;
 
+
 /// The static shape of one convolution.
 struct Geometry {
     h: usize,
@@ -508,6 +509,10 @@ mod tests {
         (1, 64, 6, 5, 64, 3, 1, 1, 1, 1),
         // Groups with reductions past 512 (one-panel blocks on AVX2), a partial panel.
         (1, 128, 5, 5, 40, 3, 1, 1, 1, 2),
+        // 1x1 layers with weights past L2 (tile-major at one and two threads), reductions
+        // at and past 512.
+        (1, 512, 14, 14, 300, 1, 1, 0, 1, 1),
+        (1, 640, 14, 14, 250, 1, 1, 0, 1, 1),
     ];
 
     fn check(
