@@ -53,12 +53,10 @@ fn main() {
         (192, 28, 192, 3, 1, 1, false, 192, Activation::Relu6),
         (576, 14, 576, 3, 1, 1, false, 576, Activation::Relu6),
         (960, 7, 960, 3, 1, 1, false, 960, Activation::Relu6),
-        (192, 30, 192, 3, 1, 0, false, 192, Activation::Relu6),
-        (32, 18, 32, 3, 1, 0, false, 32, Activation::Relu),
-        (64, 34, 64, 3, 1, 0, false, 64, Activation::Relu),
         (240, 28, 240, 5, 1, 2, false, 240, Activation::Silu),
         (144, 56, 144, 5, 2, 2, false, 144, Activation::Silu),
         (672, 14, 672, 5, 1, 2, false, 672, Activation::Silu),
+        // ConvNeXt-like 7x7 (a ReLU here; ConvNeXt has none after its depthwise layer).
         (96, 56, 96, 7, 1, 3, false, 96, Activation::Relu),
         (384, 14, 384, 7, 1, 3, false, 384, Activation::Relu),
     ];

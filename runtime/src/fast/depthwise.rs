@@ -339,10 +339,13 @@ unsafe fn sweeps<V: Vector, const K: usize, const S: usize, const P: usize>(src:
     // read in memory order (in a model the input comes from L2 or L3, and a pass over
     // the row per channel register was slower there than alone in a benchmark).
     let runs = (0..c_end).step_by(V::LANES);
-    if g.ow <= 2 * P {
+    if g.ow <= 2 * P && g.ow.div_ceil(P) * P - g.ow <= P / 2 {
         // Narrow rows (14 or 7 columns late in a network), where the interior is a few
         // pixels or none: checked sweeps of P over the whole row, the last one stored in
-        // part (single pixels instead made 5x5 layers at 7x7 a third slower with AVX2).
+        // part, where that computes at most half a sweep more than the row holds (single
+        // pixels instead made 5x5 layers at 7x7 a third slower with AVX2; without the
+        // limit AVX-512's 3x3 sweeps of 12 computed 24 pixels for a row of 14, a third
+        // slower than edges and one interior sweep).
         while ox < g.ow {
             let n = P.min(g.ow - ox);
             for c0 in runs.clone() {

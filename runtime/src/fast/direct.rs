@@ -239,7 +239,6 @@ fn conv_on(
 /// streaming them from L2/L3 for each input tile beats re-reading the tiles.
 const WEIGHT_CACHE_BYTES: usize = 4 << 20;
 
-
 /// The static shape of one convolution.
 struct Geometry {
     h: usize,
