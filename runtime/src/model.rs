@@ -234,8 +234,9 @@ impl Workspace {
     /// Ends a pass: sample-major, keeps the pass's sample of value `id` (of `shape` [C, H,
     /// W]), in NCHW order, for [`Workspace::output`].
     pub fn end_pass(&mut self, id: usize, shape: [usize; 3]) {
-        // The pass's last step ends here (the next pass's `begin` drops an open timing:
-        // before, the last layer, a classifier, was charged on the final pass only).
+        // The pass's last step ends here (the next forward call's `begin` drops an open
+        // timing: before, the last layer, a classifier, was charged on the final call only).
+        // The sample-major copy below is not timed.
         if let Some(p) = &mut self.profile {
             p.lap(None);
         }

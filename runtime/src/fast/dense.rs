@@ -25,7 +25,10 @@ pub fn linear(isa: Isa, x: &[f32], n: usize, fin: usize, weight: &[f32], fout: u
         let per = fout.div_ceil(threads);
         let (o0, o1) = ((t * per).min(fout), ((t + 1) * per).min(fout));
         if o0 < o1 {
-            dots_on(isa, x, n, fin, weight, fout, bias, o0..o1, out);
+            // SAFETY: the buffers match (asserted above); task t alone writes outputs
+            // o0..o1 (of every sample) of `y`, which holds n * fout floats and outlives the
+            // job (the pool returns when every task has finished).
+            unsafe { dots_on(isa, x, n, fin, weight, fout, bias, o0..o1, out) };
         }
     };
     pool::run_first(threads, &job);
@@ -33,7 +36,10 @@ pub fn linear(isa: Isa, x: &[f32], n: usize, fin: usize, weight: &[f32], fout: u
 
 multiversion!(
     /// Outputs `range` of every sample, on `isa`.
-    fn dots_on(
+    ///
+    /// # Safety
+    /// As [`dots`]'s, but for the ISA, which this checks.
+    unsafe fn dots_on(
         x: &[f32],
         n: usize,
         fin: usize,

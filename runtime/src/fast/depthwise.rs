@@ -6,8 +6,9 @@
 //! portable). The general direct convolution would run these as C groups of one channel
 //! each, a micro-kernel call per channel.
 //!
-//! An output row goes one channel register at a time along the row. Stride-1 3x3, 5x5
-//! and 7x7 kernels run in [`sweep`]s: a kernel row's weights in registers, each input
+//! An output row goes a block of pixels at a time, every channel register of a block
+//! before the next block (the row read in memory order). Stride-1 3x3, 5x5 and 7x7
+//! kernels run in [`sweep`]s: a kernel row's weights in registers, each input
 //! register loaded once and multiplied into every output that reads it (loads, not
 //! multiplies, bounded the kernel that loaded an input a tap: 20-30% of the FMA peak on a
 //! Zen 4, 30-45% now). Other kernels (stride 2, dilation) run in [`block`]s of pixels,
@@ -139,6 +140,8 @@ unsafe fn rows<V: Vector>(
     let row_len = g.ow * g.c;
     let samples = (r0 + y.len() / row_len).div_ceil(g.oh);
     assert!(x.len() >= samples * g.h * g.w * g.c && w.len() >= g.k * g.k * g.c, "invariant: buffers match the spec");
+    // The interior bounds the unchecked blocks and sweeps rely on are this shape's.
+    assert_eq!((g.lo, g.hi), interior(&g), "invariant: the geometry's interior");
     let fused = g.c.is_multiple_of(V::LANES);
     let vec_end = g.c - g.c % V::LANES;
     for (i, y_row) in y.chunks_exact_mut(row_len).enumerate() {
@@ -260,13 +263,13 @@ fn interior(g: &Geometry) -> (usize, usize) {
     let lo = g.padding.div_ceil(g.stride);
     let span = (g.k - 1) * g.dilation;
     // ox * stride - padding + span <= w - 1
-    let hi = if g.w + g.padding > span { (g.w - 1 + g.padding - span) / g.stride + 1 } else { 0 };
+    let hi = if g.w + g.padding > span { (g.w + g.padding - span - 1) / g.stride + 1 } else { 0 };
     (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)))
 }
 
 /// Channels `0..c_end` (whole registers) along the output row: interior pixels in
-/// [`block`]s of [`BLOCK`], 3 and 1 (two registers of channels at a time, then one), the
-/// edges a pixel and a register at a time; every channel of a block before the next.
+/// [`block`]s of [`BLOCK`], 3 and 1, the edges a pixel at a time (two registers of
+/// channels at a time, then one); every channel of a block before the next.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA.
@@ -325,9 +328,10 @@ fn sweeping(g: &Geometry) -> bool {
     g.dilation == 1 && g.stride == 1 && matches!(g.k, 3 | 5 | 7)
 }
 
-/// Channels `c0..c0 + V::LANES` along the output row at a K x K kernel, stride S,
-/// dilation 1: the edges a pixel at a time, the interior in [`sweep`]s of P pixels, then
-/// of 4, then single ones. Returns the output width (every column done).
+/// Channels `0..c_end` (whole registers) along the output row at a K x K kernel, stride S,
+/// dilation 1: narrow rows in checked [`sweep`]s of P (the last stored in part); others
+/// with the edges a pixel at a time, the interior in sweeps of P pixels, then of 4, then
+/// single ones; every channel register of a block of pixels before the next block.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA.
@@ -405,8 +409,8 @@ unsafe fn sweep<V: Vector, const K: usize, const S: usize, const P: usize, const
 ) {
     let Src { x, w, g, at } = *src;
     let (c, l) = (g.c, V::LANES);
-    // Rows and columns outside the image skipped, the run inside `c`: every read is inside
-    // sample b of `x` and inside `w`.
+    // Rows outside the image skipped, columns outside read as zeros (EDGE), the run inside
+    // `c`: every read is inside sample b of `x`, inside `w`, or of ZEROS.
     assert!(g.k == K && g.stride == S && g.dilation == 1);
     assert!(ox + n <= g.ow && n <= P && c0 + l <= c && w.len() >= K * K * c && x.len() >= (at.b + 1) * g.h * g.w * c);
     // Without EDGE every column read is inside the row (interior pixels: see `interior`).

@@ -22,6 +22,12 @@
 /// other arguments) compiled for `isa`: the plain loops of transforms and pools, written
 /// over 16 lanes, then vectorise to AVX-512 or AVX2 instead of the baseline's SSE2.
 /// `[generics] [generic args]` may be empty. Panics if the CPU does not support `isa`.
+///
+/// The second form, `fn name(args) => body::<simd>` (or `unsafe fn name(args) => ...`),
+/// runs `body::<V>` with V the path's [`simd::Vector`] type; `body` is an `unsafe fn`
+/// whose contract is that the CPU supports V's instruction set, which the generated fn
+/// checks. Its other preconditions must be checked inside `body` for the safe form; the
+/// `unsafe` form passes them on to its callers.
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident [$($g:tt)*] [$($ga:tt)*] ($($arg:ident : $ty:ty),* $(,)?) => $body:ident) => {
         $(#[$m])*
@@ -52,12 +58,17 @@ macro_rules! multiversion {
             }
             $body::<$($ga)*>($($arg),*)
         }
-    };    // `=> body::<simd>`: `body` is an `unsafe fn<V: simd::Vector>` whose contract is that
-    // the CPU supports V's instruction set; it runs with V = the path's vector type.
+    };
     ($(#[$m:meta])* fn $name:ident ($($arg:ident : $ty:ty),* $(,)?) => $body:ident::<simd>) => {
+        multiversion!(@simd [$(#[$m])*] [] $name ($($arg: $ty),*) => $body);
+    };
+    ($(#[$m:meta])* unsafe fn $name:ident ($($arg:ident : $ty:ty),* $(,)?) => $body:ident::<simd>) => {
+        multiversion!(@simd [$(#[$m])*] [unsafe] $name ($($arg: $ty),*) => $body);
+    };
+    (@simd [$(#[$m:meta])*] [$($unsafety:tt)?] $name:ident ($($arg:ident : $ty:ty),*) => $body:ident) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
-        fn $name(isa: $crate::fast::Isa, $($arg: $ty),*) {
+        $($unsafety)? fn $name(isa: $crate::fast::Isa, $($arg: $ty),*) {
             assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
             #[cfg(target_arch = "x86_64")]
             {
@@ -73,14 +84,17 @@ macro_rules! multiversion {
                 }
                 match isa {
                     // SAFETY: `isa.supported()` was asserted above: the CPU has AVX-512 F/VL,
-                    // AVX2 and FMA, which `wide` is compiled for and `Avx512` needs.
+                    // AVX2 and FMA, which `wide` is compiled for and `Avx512` needs; the
+                    // body's other preconditions it checks itself (safe form) or are this
+                    // fn's callers' (unsafe form).
                     $crate::fast::Isa::Avx512 => return unsafe { wide($($arg),*) },
                     // SAFETY: as above, the CPU has AVX2 and FMA, all `Avx2` needs.
                     $crate::fast::Isa::Avx2 => return unsafe { narrow($($arg),*) },
                     $crate::fast::Isa::Portable => {}
                 }
             }
-            // SAFETY: the portable vector is plain Rust and needs no CPU feature.
+            // SAFETY: the portable vector is plain Rust and needs no CPU feature; the other
+            // preconditions as above.
             unsafe { $body::<$crate::fast::simd::Portable>($($arg),*) }
         }
     };

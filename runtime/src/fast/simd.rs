@@ -211,7 +211,7 @@ mod x86 {
 
     // The intrinsics below need the type's features; every method's contract (see the
     // trait) is that the CPU has them, and the kernels call these only from functions
-    // compiled with them, where they inline to one instruction each.
+    // compiled with them, where they inline (to one or two instructions each).
     impl Vector for Avx2 {
         const LANES: usize = 8;
 
