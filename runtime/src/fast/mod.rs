@@ -83,10 +83,10 @@ macro_rules! multiversion {
                     $body::<$crate::fast::simd::Avx2>($($arg),*)
                 }
                 match isa {
+                    // The body's other preconditions it checks itself (safe form) or are
+                    // this fn's callers' (unsafe form).
                     // SAFETY: `isa.supported()` was asserted above: the CPU has AVX-512 F/VL,
-                    // AVX2 and FMA, which `wide` is compiled for and `Avx512` needs; the
-                    // body's other preconditions it checks itself (safe form) or are this
-                    // fn's callers' (unsafe form).
+                    // AVX2 and FMA, which `wide` is compiled for and `Avx512` needs.
                     $crate::fast::Isa::Avx512 => return unsafe { wide($($arg),*) },
                     // SAFETY: as above, the CPU has AVX2 and FMA, all `Avx2` needs.
                     $crate::fast::Isa::Avx2 => return unsafe { narrow($($arg),*) },
