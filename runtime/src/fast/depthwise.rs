@@ -189,6 +189,22 @@ struct Src<'a> {
     at: At,
 }
 
+impl Src<'_> {
+    /// Tap (`r`, `q`) of output pixel `ox`: the offsets of its input pixel's first channel
+    /// in `x` and of its weights in `w`, or None where it lies in the padding.
+    #[inline(always)]
+    fn tap(&self, ox: usize, r: usize, q: usize) -> Option<(usize, usize)> {
+        let g = self.g;
+        let iy = (self.at.oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
+        let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
+        if iy < g.h && ix < g.w {
+            Some((((self.at.b * g.h + iy) * g.w + ix) * g.c, (r * g.k + q) * g.c))
+        } else {
+            None
+        }
+    }
+}
+
 /// The sample and output row a pixel is in.
 #[derive(Clone, Copy)]
 struct At {
@@ -342,7 +358,6 @@ unsafe fn sweeps<V: Vector, const K: usize, const S: usize, const P: usize>(src:
     // Every channel register of a block of pixels, then the next block: the rows are
     // read in memory order (in a model the input comes from L2 or L3, and a pass over
     // the row per channel register was slower there than alone in a benchmark).
-    let runs = (0..c_end).step_by(V::LANES);
     if g.ow <= 2 * P && g.ow.div_ceil(P) * P - g.ow <= P / 2 {
         // Narrow rows (14 or 7 columns late in a network), where the interior is a few
         // pixels or none: checked sweeps of P over the whole row, the last one stored in
@@ -352,42 +367,48 @@ unsafe fn sweeps<V: Vector, const K: usize, const S: usize, const P: usize>(src:
         // slower than edges and one interior sweep).
         while ox < g.ow {
             let n = P.min(g.ow - ox);
-            for c0 in runs.clone() {
-                sweep::<V, K, S, P, true>(src, ox, n, c0, out);
-            }
-            out.finish::<V>(g.c, ox, n);
+            sweep_block::<V, K, S, P, true>(src, ox, n, c_end, out);
             ox += n;
         }
         return;
     }
     while ox < g.lo {
-        for c0 in runs.clone() {
-            sweep::<V, K, S, 1, true>(src, ox, 1, c0, out);
-        }
-        out.finish::<V>(g.c, ox, 1);
+        sweep_block::<V, K, S, 1, true>(src, ox, 1, c_end, out);
         ox += 1;
     }
     while ox + P <= g.hi {
-        for c0 in runs.clone() {
-            sweep::<V, K, S, P, false>(src, ox, P, c0, out);
-        }
-        out.finish::<V>(g.c, ox, P);
+        sweep_block::<V, K, S, P, false>(src, ox, P, c_end, out);
         ox += P;
     }
     while ox + 4 <= g.hi {
-        for c0 in runs.clone() {
-            sweep::<V, K, S, 4, false>(src, ox, 4, c0, out);
-        }
-        out.finish::<V>(g.c, ox, 4);
+        sweep_block::<V, K, S, 4, false>(src, ox, 4, c_end, out);
         ox += 4;
     }
     while ox < g.ow {
-        for c0 in runs.clone() {
-            sweep::<V, K, S, 1, true>(src, ox, 1, c0, out);
-        }
-        out.finish::<V>(g.c, ox, 1);
+        sweep_block::<V, K, S, 1, true>(src, ox, 1, c_end, out);
         ox += 1;
     }
+}
+
+/// Every channel register (`0..c_end`) of output pixels `ox..ox + n` through [`sweep`],
+/// then the block's deferred activation: the rows are read in memory order (in a model
+/// the input comes from L2 or L3, and a pass over the row per channel register was slower
+/// there than alone in a benchmark).
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+unsafe fn sweep_block<V: Vector, const K: usize, const S: usize, const P: usize, const EDGE: bool>(
+    src: &Src<'_>,
+    ox: usize,
+    n: usize,
+    c_end: usize,
+    out: &mut Out<'_>,
+) {
+    for c0 in (0..c_end).step_by(V::LANES) {
+        sweep::<V, K, S, P, EDGE>(src, ox, n, c0, out);
+    }
+    out.finish::<V>(src.g.c, ox, n);
 }
 
 /// Channels `c0..c0 + V::LANES` of output pixels `ox..ox + P` (interior ones, or with
@@ -491,23 +512,17 @@ unsafe fn block<V: Vector, const P: usize, const R: usize>(src: &Src<'_>, ox: us
 /// The CPU supports `V`'s ISA.
 #[inline(always)]
 unsafe fn pixel<V: Vector, const R: usize>(src: &Src<'_>, ox: usize, c0: usize, out: &mut Out<'_>) {
-    let Src { x, w, g, at } = *src;
+    let Src { x, w, g, .. } = *src;
     let (c, l) = (g.c, V::LANES);
     let mut acc: [V; R] = std::array::from_fn(|j| out.init::<V>(c0 + j * l));
     for r in 0..g.k {
-        let iy = (at.oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
-        if iy >= g.h {
-            continue;
-        }
         for q in 0..g.k {
-            let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
-            if ix >= g.w {
-                continue;
-            }
-            let xs = &x[((at.b * g.h + iy) * g.w + ix) * c + c0..][..R * l];
-            let ws = &w[(r * g.k + q) * c + c0..][..R * l];
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = V::load(xs[j * l..].as_ptr()).mul_add(V::load(ws[j * l..].as_ptr()), *a);
+            if let Some((xat, wat)) = src.tap(ox, r, q) {
+                let xs = &x[xat + c0..][..R * l];
+                let ws = &w[wat + c0..][..R * l];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = V::load(xs[j * l..].as_ptr()).mul_add(V::load(ws[j * l..].as_ptr()), *a);
+                }
             }
         }
     }
@@ -519,19 +534,14 @@ unsafe fn pixel<V: Vector, const R: usize>(src: &Src<'_>, ox: usize, c0: usize, 
 /// Channels `from..c` of output pixel `ox` one at a time (bias and residual added; the
 /// activation is left to the pass over the finished pixels).
 fn tail(src: &Src<'_>, ox: usize, from: usize, out: &mut Out<'_>) {
-    let Src { x, w, g, at } = *src;
+    let Src { x, w, g, .. } = *src;
     let c = g.c;
     for ch in from..c {
         let mut a = out.bias.map_or(0.0, |b| b[ch]);
         for r in 0..g.k {
-            let iy = (at.oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
-            if iy >= g.h {
-                continue;
-            }
             for q in 0..g.k {
-                let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
-                if ix < g.w {
-                    a += x[((at.b * g.h + iy) * g.w + ix) * c + ch] * w[(r * g.k + q) * c + ch];
+                if let Some((xat, wat)) = src.tap(ox, r, q) {
+                    a += x[xat + ch] * w[wat + ch];
                 }
             }
         }
