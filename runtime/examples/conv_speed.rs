@@ -44,6 +44,8 @@ fn main() {
     // The families: depthwise (groups = channels) and the narrow 1x1 layers around them.
     let families = [
         (16, 112, 96, 1, 1, 0, false, 1, Activation::Relu6),
+        (16, 112, 96, 1, 1, 0, false, 1, Activation::Silu),
+        (40, 28, 240, 1, 1, 0, false, 1, Activation::Silu),
         (32, 112, 16, 1, 1, 0, false, 1, Activation::Relu6),
         (96, 56, 24, 1, 1, 0, false, 1, Activation::Relu6),
         (144, 56, 24, 1, 1, 0, true, 1, Activation::Relu6),
@@ -62,7 +64,7 @@ fn main() {
     ];
     for (c, h, o, k, s, p, add, groups, act) in resnet.into_iter().chain(families) {
         let dw = if groups > 1 { " dw" } else { "   " };
-        let line = format!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}{dw}{}", if add { " +res" } else { "     " });
+        let line = format!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}{dw}{} {:5}", if add { " +res" } else { "     " }, act.name());
         if !line.contains(&only) {
             continue;
         }

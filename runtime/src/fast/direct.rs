@@ -488,8 +488,24 @@ mod tests {
             for (case, &(n, c, h, w, o, k, s, pd, d, g)) in CASES.iter().enumerate() {
                 let acts = [None, Some(Activation::Relu)].into_iter().chain(Activation::ALL.map(Some));
                 let act = acts.clone().nth(case % acts.count()).unwrap();
-                check(isa, (n, c, h, w, o, k, s, pd, d, g), act);
-                check(isa, (n, c, h, w, o, k, s, pd, d, g), Some(Activation::Relu));
+                check(isa, (n, c, h, w, o, k, s, pd, d, g), act, true);
+                check(isa, (n, c, h, w, o, k, s, pd, d, g), Some(Activation::Relu), true);
+            }
+        }
+    }
+
+    /// Every activation (none, the ones clamped in registers, the ones applied after the
+    /// stores) on tiles whose every column is valid, with and without a residual: the
+    /// micro-kernels' fast stores.
+    #[test]
+    fn full_tiles_apply_every_activation() {
+        for isa in Isa::available() {
+            let acts = [None].into_iter().chain(Activation::ALL.map(Some));
+            for act in acts {
+                for residual in [true, false] {
+                    check(isa, (1, 16, 5, 5, 80, 1, 1, 0, 1, 1), act, residual);
+                    check(isa, (2, 24, 6, 6, 64, 3, 1, 1, 1, 1), act, residual);
+                }
             }
         }
     }
@@ -518,6 +534,7 @@ mod tests {
         isa: Isa,
         (n, c, h, w, o, k, s, pd, d, g): (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize),
         act: Option<Activation>,
+        with_residual: bool,
     ) {
         {
             let x = Array4::from_shape_vec((n, c, h, w), seq(n * c * h * w, 1)).unwrap();
@@ -526,7 +543,8 @@ mod tests {
             let p = Conv2dParams { stride: s, padding: pd, dilation: d, groups: g };
             let plain = crate::kernels::conv2d(x.view(), &wt, o, k, Some(&bias), p);
             let res = Array4::from_shape_vec(plain.dim(), seq(plain.len(), 4)).unwrap();
-            let want = (&plain + &res).mapv(|v| act.map_or(v, |a| a.apply(v)));
+            let sum = if with_residual { &plain + &res } else { plain.clone() };
+            let want = sum.mapv(|v| act.map_or(v, |a| a.apply(v)));
             let (_, _, oh, ow) = plain.dim();
             let mut spec = ConvSpec::new([c, h, w], o, k).stride(s).padding(pd).dilation(d).groups(g);
             spec.act = act;
@@ -537,7 +555,8 @@ mod tests {
             to_nhwc(res.as_slice().unwrap(), [n, o, oh, ow], &mut rn);
             let mut zeros = vec![1f32; scratch_len(&spec)];
             let mut yn = vec![0f32; plain.len()];
-            conv(isa, &xn, n, &spec, &packed, Epilogue { bias: Some(&bias), residual: Some(&rn), act: spec.act }, &mut zeros, &mut yn);
+            let residual = with_residual.then_some(&rn[..]);
+            conv(isa, &xn, n, &spec, &packed, Epilogue { bias: Some(&bias), residual, act: spec.act }, &mut zeros, &mut yn);
             let mut y = vec![0f32; plain.len()];
             to_nchw(&yn, [n, o, oh, ow], &mut y);
             assert_close(&Array4::from_shape_vec(plain.dim(), y).unwrap(), &want);

@@ -94,6 +94,21 @@ unsafe fn finish(v: f32, out: &TileOut, i: usize, j: usize, last: bool) -> f32 {
     v
 }
 
+/// Whether the micro-kernels apply `act` as a clamp in registers (see [`clamp_bounds`]).
+fn clamps(act: Activation) -> bool {
+    matches!(act, Activation::Relu | Activation::Relu6)
+}
+
+/// The bounds a full tile's stores clamp to: `[0, inf]` for relu, `[0, 6]` for relu6,
+/// `[-inf, inf]` (no change) otherwise, the other activations being applied after.
+fn clamp_bounds(act: Option<Activation>) -> (f32, f32) {
+    match act {
+        Some(Activation::Relu) => (0.0, f32::INFINITY),
+        Some(Activation::Relu6) => (0.0, 6.0),
+        _ => (f32::NEG_INFINITY, f32::INFINITY),
+    }
+}
+
 /// 16 columns from `j0` (whose panel starts at `w`), scalar code.
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
@@ -133,8 +148,8 @@ unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &Ti
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{finish, Seg, TileOut, MR};
-    use crate::kernels::Activation;
+    use super::{clamp_bounds, clamps, finish, Seg, TileOut, MR};
+    use crate::fast::simd::{self, Avx2, Vector};
     use std::arch::x86_64::*;
 
     /// 16 columns from `j0` (their panel at `w`), `rows` (1..=6) pixels.
@@ -172,23 +187,36 @@ mod avx2 {
                 }
             }
             acc = run::<R>(acc, segs, w);
-            let zero = _mm256_setzero_ps();
-            for (i, row) in acc.iter_mut().enumerate() {
-                let dst = out.c.add(i * out.ldc + j0);
-                if full && last {
+            if full && last {
+                // Relu and relu6 in registers as a clamp (none: to the infinities), the
+                // other activations once every row is stored: with the 12 accumulators
+                // live, the exp code had too few registers left.
+                let (lo, hi) = clamp_bounds(out.act);
+                let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let dst = out.c.add(i * out.ldc + j0);
                     if let Some(r) = out.residual {
                         let rv = r.add(i * out.ldc + j0);
                         row[0] = _mm256_add_ps(row[0], _mm256_loadu_ps(rv));
                         row[1] = _mm256_add_ps(row[1], _mm256_loadu_ps(rv.add(8)));
                     }
-                    if out.act == Some(Activation::Relu) {
-                        row[0] = _mm256_max_ps(zero, row[0]);
-                        row[1] = _mm256_max_ps(zero, row[1]);
+                    // `max(lo, x)`, `min(hi, x)`: a NaN `x` is returned as it is.
+                    _mm256_storeu_ps(dst, _mm256_min_ps(hi, _mm256_max_ps(lo, row[0])));
+                    _mm256_storeu_ps(dst.add(8), _mm256_min_ps(hi, _mm256_max_ps(lo, row[1])));
+                }
+                if let Some(act) = out.act.filter(|a| !clamps(*a)) {
+                    for i in 0..R {
+                        let dst = out.c.add(i * out.ldc + j0);
+                        for half in [dst, dst.add(8)] {
+                            simd::activate(Avx2::load(half), act).store(half);
+                        }
                     }
-                    // Other activations once every row is stored (below).
-                    _mm256_storeu_ps(dst, row[0]);
-                    _mm256_storeu_ps(dst.add(8), row[1]);
-                } else if full {
+                }
+                return;
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let dst = out.c.add(i * out.ldc + j0);
+                if full {
                     _mm256_storeu_ps(dst, row[0]);
                     _mm256_storeu_ps(dst.add(8), row[1]);
                 } else {
@@ -197,20 +225,6 @@ mod avx2 {
                     _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
                     for (j, v) in tmp.iter().enumerate().take(cols) {
                         *dst.add(j) = finish(*v, out, i, j0 + j, last);
-                    }
-                }
-            }
-            if full && last {
-                if let Some(act) = out.act.filter(|&a| a != Activation::Relu) {
-                    // The residual is in already. Applied to the stored rows, with the
-                    // accumulators' registers free: inside the loop above, the 12 live
-                    // accumulators left the exp code too few registers (SiLU cost twice
-                    // the AVX-512 time). An array of known length: whole vectors.
-                    for i in 0..R {
-                        let dst = out.c.add(i * out.ldc + j0).cast::<[f32; 16]>();
-                        let mut t = dst.read_unaligned();
-                        act.apply_array(&mut t);
-                        dst.write_unaligned(t);
                     }
                 }
             }
@@ -277,7 +291,8 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Seg, TileOut, MR};
+    use super::{clamp_bounds, clamps, Seg, TileOut, MR};
+    use crate::fast::simd::{self, Avx512, Vector};
     use crate::kernels::Activation;
     use std::arch::x86_64::*;
 
@@ -337,15 +352,21 @@ mod avx512 {
             }
             acc = run::<R, V>(acc, segs, w, panel);
             // The common stores, unrolled without branches: a full tile, last pass, with or
-            // without the residual, with relu or nothing.
+            // without the residual; relu and relu6 as a clamp, the other activations after.
             if full && last {
-                match (out.residual, out.act) {
-                    (Some(r), Some(Activation::Relu)) => return store::<R, V, true, true>(&acc, out, r),
-                    (Some(r), None) => return store::<R, V, true, false>(&acc, out, r),
-                    (None, Some(Activation::Relu)) => return store::<R, V, false, true>(&acc, out, out.c),
-                    (None, None) => return store::<R, V, false, false>(&acc, out, out.c),
-                    _ => {}
+                match out.residual {
+                    Some(r) => store::<R, V, true>(&acc, out, r),
+                    None => store::<R, V, false>(&acc, out, out.c),
                 }
+                if let Some(act) = out.act.filter(|a| !clamps(*a)) {
+                    for i in 0..R {
+                        for v in 0..V {
+                            let at = out.c.add(i * out.ldc + 16 * v);
+                            simd::activate(Avx512::load(at), act).store(at);
+                        }
+                    }
+                }
+                return;
             }
             let zero = _mm512_setzero_ps();
             let simple_act = matches!(out.act, None | Some(Activation::Relu));
@@ -380,17 +401,14 @@ mod avx512 {
         }
     }
 
-    /// Stores a full tile: `+ residual` (from `r`, the output's layout) if `RES`, then relu
-    /// if `RELU`.
+    /// Stores a full tile: `+ residual` (from `r`, the output's layout) if `RES`, then the
+    /// clamp of [`clamp_bounds`].
     #[inline(always)]
-    unsafe fn store<const R: usize, const V: usize, const RES: bool, const RELU: bool>(
-        acc: &[[__m512; V]; R],
-        out: &TileOut,
-        r: *const f32,
-    ) {
+    unsafe fn store<const R: usize, const V: usize, const RES: bool>(acc: &[[__m512; V]; R], out: &TileOut, r: *const f32) {
         // SAFETY: a full tile: every one of the R rows' 16 * V columns is inside the output and, with `RES`, the residual.
         unsafe {
-            let zero = _mm512_setzero_ps();
+            let (lo, hi) = clamp_bounds(out.act);
+            let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
             for (i, row) in acc.iter().enumerate() {
                 for (v, &x) in row.iter().enumerate() {
                     let at = i * out.ldc + 16 * v;
@@ -398,10 +416,8 @@ mod avx512 {
                     if RES {
                         x = _mm512_add_ps(x, _mm512_loadu_ps(r.add(at)));
                     }
-                    if RELU {
-                        x = _mm512_max_ps(zero, x);
-                    }
-                    _mm512_storeu_ps(out.c.add(at), x);
+                    // `max(lo, x)`, `min(hi, x)`: a NaN `x` is returned as it is.
+                    _mm512_storeu_ps(out.c.add(at), _mm512_min_ps(hi, _mm512_max_ps(lo, x)));
                 }
             }
         }
