@@ -100,6 +100,13 @@ fn algorithms(stdout: &str) -> [usize; 3] {
     [nums[0], nums[1], nums[4]]
 }
 
+/// The expansion + depthwise pairs infer reports: [in strips, all] (none reported: none).
+fn strip_pairs(stdout: &str) -> [usize; 2] {
+    let Some(line) = stdout.lines().find(|l| l.starts_with("expansion + depthwise pairs a pass:")) else { return [0, 0] };
+    let nums: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+    [nums[1], nums[0]]
+}
+
 /// Asserts that `infer`'s report names the kernels that ran.
 fn assert_ran(what: &str, stdout: &str, kernels: &str) {
     let want = format!("{kernels} kernels)");
@@ -132,6 +139,8 @@ fn emitted_crates_match_pytorch() {
             ("no winograd", vec![("RESNETC_WINOGRAD", "0")], format!("{w}, Winograd off")),
             ("winograd 2x2 only", vec![("RESNETC_WINOGRAD", "2")], format!("{w}, Winograd F(2x2) forced")),
             ("winograd 4x4 only", vec![("RESNETC_WINOGRAD", "4")], format!("{w}, Winograd F(4x4) forced")),
+            ("strips", vec![("RESNETC_STRIPS", "1")], w.to_string()),
+            ("no strips", vec![("RESNETC_STRIPS", "0")], w.to_string()),
         ];
         for threads in [1, 2] {
             for (path, env, kernels) in &paths {
@@ -147,6 +156,16 @@ fn emitted_crates_match_pytorch() {
                     "winograd 2x2 only" => assert_eq!(f4, 0, "{what}"),
                     "winograd 4x4 only" => assert_eq!(f2, 0, "{what}"),
                     _ => {}
+                }
+                // Expansion + depthwise pairs: in strips when forced, whole when not (the
+                // fixtures' 64x64 expansions are below the automatic threshold).
+                let [in_strips, pairs] = strip_pairs(&stdout);
+                match *path {
+                    "strips" => assert_eq!(in_strips, pairs, "{what}"),
+                    _ => assert_eq!(in_strips, 0, "{what}"),
+                }
+                if spec_name.starts_with("mobilenet") || spec_name.starts_with("efficientnet") {
+                    assert!(pairs > 0, "{what}: its inverted residuals run as pairs");
                 }
                 if spec_name == "resnet18" {
                     // Its 3x3 stride-1 convolutions of 64+ channels take Winograd unless off.

@@ -119,6 +119,8 @@ pub struct Workspace {
     isa: crate::fast::Isa,
     /// Convolutions run since the last `begin`: direct, Winograd F(2x2), F(4x4).
     convs: [usize; 3],
+    /// Expansion + depthwise pairs run since the last `begin`: in strips, and in all.
+    pairs: [usize; 2],
     /// Test mode: dead values' regions filled with NaN (see [`Workspace::enable_poison`]).
     poison: Option<Poison>,
     /// How batches run (see [`BatchOrder`]), and how the current one does.
@@ -277,6 +279,20 @@ impl Workspace {
         self.convs
     }
 
+    /// How many expansion + depthwise pairs the last forward pass ran in strips, and how
+    /// many it ran (see `fast::strips`).
+    pub fn strip_pairs(&self) -> [usize; 2] {
+        self.pairs
+    }
+
+    /// Counts an expansion + depthwise pair that ran, in strips or not.
+    pub(crate) fn count_pair(&mut self, strips: bool) {
+        if self.sample == 0 {
+            self.pairs[0] += usize::from(strips);
+            self.pairs[1] += 1;
+        }
+    }
+
     /// Counts a convolution that ran (a step's bookkeeping).
     pub(crate) fn count(&mut self, algo: crate::fast::ConvAlgo) {
         let i = match algo {
@@ -323,6 +339,7 @@ impl Workspace {
         self.sample = 0;
         self.ended = 0;
         self.convs = [0; 3];
+        self.pairs = [0; 2];
         if let Some(p) = &mut self.poison {
             p.step = 0;
         }

@@ -31,6 +31,25 @@ impl Workspace {
         self.count(algo);
     }
 
+    /// Value `y` = the depthwise convolution `dw` of the 1x1 convolution `expand` of value
+    /// `x` (an inverted residual's expansion), each (spec, packed weight, bias) with its
+    /// spec's activation: in strips where the expansion is large, its value never stored
+    /// whole (see [`fast::strips`]).
+    pub fn expand_depthwise(
+        &mut self,
+        x: usize,
+        y: usize,
+        expand: (&ConvSpec, &PackedConv, Option<&[f32]>),
+        dw: (&ConvSpec, &PackedConv, Option<&[f32]>),
+    ) {
+        let (n, isa) = (self.batch(), self.isa());
+        let ([x], y, _) = self.step([x], y);
+        let strips = fast::strips::expand_depthwise(isa, x, n, expand, dw, y);
+        self.count(fast::ConvAlgo::Direct);
+        self.count(fast::ConvAlgo::Direct);
+        self.count_pair(strips);
+    }
+
     /// Value `y` = batch norm of value `x` (`channels` a pixel); `p` = weight, bias,
     /// running mean, running variance.
     pub fn batch_norm(&mut self, x: usize, y: usize, channels: usize, eps: f32, p: [&[f32]; 4]) {

@@ -36,7 +36,8 @@ impl MemoryPlan {
     }
 }
 
-/// Live ranges `[def, last_use]` of every value.
+/// Live ranges `[def, last_use]` of every value. An expansion + depthwise pair runs as one
+/// step at the depthwise node ([`super::pairs`]): the expansion's input is read there.
 fn live_ranges(graph: &Graph) -> Vec<(usize, usize)> {
     let n = graph.nodes.len();
     let mut last = (0..n).collect::<Vec<_>>();
@@ -44,6 +45,10 @@ fn live_ranges(graph: &Graph) -> Vec<(usize, usize)> {
         for inp in &node.inputs {
             last[inp.index()] = last[inp.index()].max(i);
         }
+    }
+    for (dw, e) in super::pairs::expansion_pairs(graph) {
+        let x = graph.node(e).inputs[0].index();
+        last[x] = last[x].max(dw.index());
     }
     last[graph.output.index()] = n;
     (0..n).map(|i| (i, last[i])).collect()

@@ -2,5 +2,6 @@
 //! The pipeline computes them once and returns them beside the graph ([`crate::Compiled`]).
 
 pub mod memory_plan;
+pub mod pairs;
 
 pub use memory_plan::MemoryPlan;

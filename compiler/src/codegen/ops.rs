@@ -3,7 +3,7 @@
 //! Convolutions and pools get a named descriptor constant (`LAYER1_0_CONV1`) holding their
 //! static shapes; every node becomes one `ws.<op>(...)` line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -129,6 +129,10 @@ pub(super) fn emit(graph: &Graph, tensors: &TensorNames, opts: &CodegenOptions) 
     let mut steps = Vec::new();
     let mut packs = Vec::new();
     let mut packed = Vec::new();
+    let pairs = crate::analysis::pairs::expansion_pairs(graph);
+    let expansions: HashSet<NodeId> = pairs.values().copied().collect();
+    // An expansion's (descriptor, packed weight, bias), emitted with its depthwise step.
+    let mut pending: HashMap<NodeId, TokenStream> = HashMap::new();
     for id in graph.ids().skip(1) {
         let node = graph.node(id);
         let x = usize_lit(node.inputs[0].index());
@@ -156,7 +160,17 @@ pub(super) fn emit(graph: &Graph, tensors: &TensorNames, opts: &CodegenOptions) 
                 packed.push(quote! { pub const #name: usize = #j; });
                 packs.push(quote!(fast::pack(&std::mem::take(&mut w[#weight]), &Self::#name)));
                 let weight = quote!(&p[packed::#name]);
-                if c.residual {
+                if expansions.contains(&id) {
+                    pending.insert(id, quote!((&Self::#name, #weight, #bias)));
+                    let note = comment(opts, format!("{} -> {}: runs in the next step", node.name, node.shape));
+                    steps.push(note);
+                    continue;
+                }
+                if let Some(e) = pairs.get(&id) {
+                    let expand = pending.remove(e).expect("invariant: the expansion comes first");
+                    let xe = usize_lit(graph.node(*e).inputs[0].index());
+                    quote!(ws.expand_depthwise(#xe, #y, #expand, (&Self::#name, #weight, #bias));)
+                } else if c.residual {
                     let r = usize_lit(node.inputs[1].index());
                     quote!(ws.conv_add(#x, #r, #y, &Self::#name, #weight, #bias);)
                 } else {

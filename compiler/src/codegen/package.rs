@@ -25,6 +25,7 @@ const RUNTIME_FILES: &[(&str, &str)] = &[
     ("src/fast/peak.rs", include_str!("../../../runtime/src/fast/peak.rs")),
     ("src/fast/pool.rs", include_str!("../../../runtime/src/fast/pool.rs")),
     ("src/fast/simd.rs", include_str!("../../../runtime/src/fast/simd.rs")),
+    ("src/fast/strips.rs", include_str!("../../../runtime/src/fast/strips.rs")),
     ("src/fast/winograd.rs", include_str!("../../../runtime/src/fast/winograd.rs")),
     ("src/weights.rs", include_str!("../../../runtime/src/weights.rs")),
     ("src/kernels/mod.rs", include_str!("../../../runtime/src/kernels/mod.rs")),

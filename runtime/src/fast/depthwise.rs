@@ -53,29 +53,55 @@ struct Geometry {
     /// The output columns `lo..hi` whose taps all lie inside the input row.
     lo: usize,
     hi: usize,
+    /// The input row (numbered over the batch) that `x`'s first row holds: 0 for a whole
+    /// value, the first row of a strip for [`rows_from`].
+    row0: usize,
+}
+
+impl Geometry {
+    /// The geometry of `spec` over input rows held from `row0`.
+    fn new(spec: &ConvSpec, row0: usize) -> Geometry {
+        let [c, h, wd] = spec.input;
+        let p = spec.params;
+        let g = Geometry {
+            c,
+            h,
+            w: wd,
+            oh: p.out(h, spec.kernel),
+            ow: p.out(wd, spec.kernel),
+            k: spec.kernel,
+            stride: p.stride,
+            padding: p.padding,
+            dilation: p.dilation,
+            lo: 0,
+            hi: 0,
+            row0,
+        };
+        let (lo, hi) = interior(&g);
+        Geometry { lo, hi, ..g }
+    }
+
+    /// Where input row `iy` of sample `b` starts in `x`, in pixels.
+    #[inline(always)]
+    fn input_row(&self, b: usize, iy: usize) -> usize {
+        (b * self.h + iy - self.row0) * self.w
+    }
+
+    /// Whether `x` (`len` floats from row `row0`) holds every input row that output row
+    /// `at` reads: the bound the unchecked loads of [`sweep`] and [`block`] rest on.
+    fn holds(&self, at: At, len: usize) -> bool {
+        let first = (at.oy * self.stride).saturating_sub(self.padding).min(self.h);
+        let end = (at.oy * self.stride + (self.k - 1) * self.dilation + 1).saturating_sub(self.padding).min(self.h);
+        first >= end || (at.b * self.h + first >= self.row0 && (at.b * self.h + end - self.row0) * self.w * self.c <= len)
+    }
 }
 
 /// `y = act(depthwise(x) + bias + residual)` on NHWC values, `w` from [`pack`]; the output
 /// rows (over the batch) are split over the pool's threads.
 pub fn conv(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, w: &[f32], epi: Epilogue<'_>, y: &mut [f32]) {
     assert!(isa.supported(), "the {isa} kernels need a CPU that supports them");
+    let g = Geometry::new(spec, 0);
     let [c, h, wd] = spec.input;
-    let p = spec.params;
-    let g = Geometry {
-        c,
-        h,
-        w: wd,
-        oh: p.out(h, spec.kernel),
-        ow: p.out(wd, spec.kernel),
-        k: spec.kernel,
-        stride: p.stride,
-        padding: p.padding,
-        dilation: p.dilation,
-        lo: 0,
-        hi: 0,
-    };
-    let (lo, hi) = interior(&g);
-    let g = Geometry { lo, hi, ..g };
     let row_len = g.ow * c;
     let rows = n * g.oh;
     assert!(x.len() >= n * h * wd * c && y.len() >= rows * row_len && w.len() >= g.k * g.k * c, "invariant: buffers match the spec");
@@ -98,6 +124,25 @@ pub fn conv(isa: Isa, x: &[f32], n: usize, spec: &ConvSpec, w: &[f32], epi: Epil
         rows_on(isa, x, w, g, epi.bias, residual, epi.act, r0, y_rows);
     };
     pool::run_first(threads, &job);
+}
+
+/// `y = act(depthwise(x) + bias)` for the output rows from `r0` (numbered over the batch;
+/// `y` holds whole rows) on the calling thread, `x` holding the input rows from `row0`
+/// (numbered over the batch) on: at least those these output rows read (asserted), as a
+/// strip of [`super::strips`] does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_from(
+    isa: Isa,
+    x: &[f32],
+    row0: usize,
+    spec: &ConvSpec,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    r0: usize,
+    y: &mut [f32],
+) {
+    rows_on(isa, x, w, Geometry::new(spec, row0), bias, None, act, r0, y);
 }
 
 multiversion!(
@@ -123,8 +168,8 @@ multiversion!(
 /// depthwise layers, 16.2 against 19.8 ms for the model with AVX2 on a Zen 4).
 ///
 /// # Safety
-/// The CPU supports `V`'s ISA; the buffers match `g` (checked by [`conv`]: `x` holds
-/// the samples of rows `r0..`, `w` the `k * k * c` taps, `y` and `residual` whole rows).
+/// The CPU supports `V`'s ISA. (The buffers' bounds are checked: `w` and `y` here, the
+/// input rows each sweep and block reads by [`Geometry::holds`], the rest by slicing.)
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows<V: Vector>(
@@ -138,8 +183,10 @@ unsafe fn rows<V: Vector>(
     y: &mut [f32],
 ) {
     let row_len = g.ow * g.c;
-    let samples = (r0 + y.len() / row_len).div_ceil(g.oh);
-    assert!(x.len() >= samples * g.h * g.w * g.c && w.len() >= g.k * g.k * g.c, "invariant: buffers match the spec");
+    assert!(y.len().is_multiple_of(row_len) && w.len() >= g.k * g.k * g.c, "invariant: buffers match the spec");
+    if let Some(b) = bias {
+        assert!(b.len() >= g.c, "invariant: a bias a channel");
+    }
     // The interior bounds the unchecked blocks and sweeps rely on are this shape's.
     assert_eq!((g.lo, g.hi), interior(&g), "invariant: the geometry's interior");
     let fused = g.c.is_multiple_of(V::LANES);
@@ -198,7 +245,7 @@ impl Src<'_> {
         let iy = (self.at.oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
         let ix = (ox * g.stride + q * g.dilation).wrapping_sub(g.padding);
         if iy < g.h && ix < g.w {
-            Some((((self.at.b * g.h + iy) * g.w + ix) * g.c, (r * g.k + q) * g.c))
+            Some(((g.input_row(self.at.b, iy) + ix) * g.c, (r * g.k + q) * g.c))
         } else {
             None
         }
@@ -433,7 +480,7 @@ unsafe fn sweep<V: Vector, const K: usize, const S: usize, const P: usize, const
     // Rows outside the image skipped, columns outside read as zeros (EDGE), the run inside
     // `c`: every read is inside sample b of `x`, inside `w`, or of ZEROS.
     assert!(g.k == K && g.stride == S && g.dilation == 1);
-    assert!(ox + n <= g.ow && n <= P && c0 + l <= c && w.len() >= K * K * c && x.len() >= (at.b + 1) * g.h * g.w * c);
+    assert!(ox + n <= g.ow && n <= P && c0 + l <= c && w.len() >= K * K * c && g.holds(at, x.len()));
     // Without EDGE every column read is inside the row (interior pixels: see `interior`).
     assert!(EDGE || (n == P && ox >= g.lo && ox + P <= g.hi));
     let mut acc = [out.init::<V>(c0); P];
@@ -442,7 +489,7 @@ unsafe fn sweep<V: Vector, const K: usize, const S: usize, const P: usize, const
         if iy >= g.h {
             continue;
         }
-        let row = x.as_ptr().add((at.b * g.h + iy) * g.w * c + c0);
+        let row = x.as_ptr().add(g.input_row(at.b, iy) * c + c0);
         let wr: [V; K] = std::array::from_fn(|q| V::load(w.as_ptr().add((r * K + q) * c + c0)));
         for j in 0..(P - 1) * S + K {
             // Input column `ox * S + j - padding`; outside the row (the padding) it reads
@@ -477,7 +524,7 @@ unsafe fn block<V: Vector, const P: usize, const R: usize>(src: &Src<'_>, ox: us
     // The checks once, outside the loops: `ox..ox + P` are interior columns, so every tap
     // `ix = (ox + p) * stride + q * dilation - padding` is below `w`; rows outside the
     // image are skipped; the runs end by `c0 + R * LANES <= c`.
-    assert!(ox + P <= g.hi && ox >= g.lo && c0 + R * l <= c && w.len() >= g.k * g.k * c && x.len() >= (at.b + 1) * g.h * g.w * c);
+    assert!(ox + P <= g.hi && ox >= g.lo && c0 + R * l <= c && w.len() >= g.k * g.k * c && g.holds(at, x.len()));
     let mut acc: [[V; R]; P] = [std::array::from_fn(|r| out.init::<V>(c0 + r * l)); P];
     for r in 0..g.k {
         let iy = (at.oy * g.stride + r * g.dilation).wrapping_sub(g.padding);
@@ -485,7 +532,7 @@ unsafe fn block<V: Vector, const P: usize, const R: usize>(src: &Src<'_>, ox: us
             continue;
         }
         // In bounds by the assertion above (interior columns, `iy < h`, the runs in `c`).
-        let first = x.as_ptr().add(((at.b * g.h + iy) * g.w + ox * g.stride - g.padding) * c + c0);
+        let first = x.as_ptr().add((g.input_row(at.b, iy) + ox * g.stride - g.padding) * c + c0);
         let mut wp = w.as_ptr().add(r * g.k * c + c0);
         for q in 0..g.k {
             let wv: [V; R] = std::array::from_fn(|j| V::load(wp.add(j * l)));

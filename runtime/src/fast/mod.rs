@@ -110,6 +110,7 @@ pub mod peak;
 pub mod pool;
 pub mod simd;
 pub mod spec;
+pub mod strips;
 pub mod winograd;
 
 pub use crate::kernels::Epilogue;

@@ -336,6 +336,10 @@ fn run() -> Result<ExitCode, String> {
         if threads == 1 { "" } else { "s" }
     );
     println!("convolutions a pass: {direct} direct, {f2} Winograd F(2x2), {f4} Winograd F(4x4)");
+    let [in_strips, pairs] = ws.strip_pairs();
+    if pairs > 0 {
+        println!("expansion + depthwise pairs a pass: {pairs}, {in_strips} of them in strips");
+    }
     for (row, logits) in out.axis_iter(Axis(0)).enumerate().take(8) {
         let mut idx: Vec<usize> = (0..logits.len()).collect();
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
