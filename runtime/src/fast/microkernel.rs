@@ -148,7 +148,7 @@ unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &Ti
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{clamp_bounds, clamps, finish, Seg, TileOut, MR};
+    use super::{clamp_bounds, clamps, Seg, TileOut, MR};
     use crate::fast::simd::{self, Avx2, Vector};
     use std::arch::x86_64::*;
 
@@ -172,60 +172,111 @@ mod avx2 {
     unsafe fn tile<const R: usize>(segs: &[Seg], w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
         const { assert!(R <= MR) };
         let cols = out.cols.saturating_sub(j0).min(16);
-        let full = cols == 16;
-        // SAFETY: the caller guarantees AVX2+FMA and the pointer ranges of `kernel`'s contract; every load and store stays in the tile's `cols` columns (or its zero-padded block) and `R <= MR` rows.
+        let lanes = Lanes::new(cols);
+        // SAFETY: the caller guarantees AVX2+FMA and the pointer ranges of `kernel`'s
+        // contract; every load and store touches only the tile's `cols` columns (`Lanes`)
+        // of its `R <= MR` rows.
         unsafe {
+            // Every access to `acc` below is by a constant index once the row loops unroll
+            // (their bodies are straight-line vector code): with a scalar loop over the
+            // columns of a partial tile among them, the accumulators went through the stack
+            // before and after the reduction on every call.
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
             if first {
                 if let Some(b) = out.bias {
-                    let bv = load16(b.add(j0), cols);
-                    acc = [bv; R];
+                    acc = [lanes.load(b.add(j0)); R];
                 }
             } else {
-                for (i, row) in acc.iter_mut().enumerate() {
-                    *row = load16(out.c.add(i * out.ldc + j0), cols);
+                for i in 0..R {
+                    acc[i] = lanes.load(out.c.add(i * out.ldc + j0));
                 }
             }
             acc = run::<R>(acc, segs, w);
-            if full && last {
-                // Relu and relu6 in registers as a clamp (none: to the infinities), the
-                // other activations once every row is stored: with the 12 accumulators
-                // live, the exp code had too few registers left.
-                let (lo, hi) = clamp_bounds(out.act);
-                let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let dst = out.c.add(i * out.ldc + j0);
-                    if let Some(r) = out.residual {
-                        let rv = r.add(i * out.ldc + j0);
-                        row[0] = _mm256_add_ps(row[0], _mm256_loadu_ps(rv));
-                        row[1] = _mm256_add_ps(row[1], _mm256_loadu_ps(rv.add(8)));
-                    }
-                    // `max(lo, x)`, `min(hi, x)`: a NaN `x` is returned as it is.
-                    _mm256_storeu_ps(dst, _mm256_min_ps(hi, _mm256_max_ps(lo, row[0])));
-                    _mm256_storeu_ps(dst.add(8), _mm256_min_ps(hi, _mm256_max_ps(lo, row[1])));
-                }
-                if let Some(act) = out.act.filter(|a| !clamps(*a)) {
-                    for i in 0..R {
-                        let dst = out.c.add(i * out.ldc + j0);
-                        for half in [dst, dst.add(8)] {
-                            simd::activate(Avx2::load(half), act).store(half);
-                        }
-                    }
+            if !last {
+                for i in 0..R {
+                    lanes.store(out.c.add(i * out.ldc + j0), acc[i]);
                 }
                 return;
             }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let dst = out.c.add(i * out.ldc + j0);
-                if full {
-                    _mm256_storeu_ps(dst, row[0]);
-                    _mm256_storeu_ps(dst.add(8), row[1]);
-                } else {
-                    let mut tmp = [0f32; 16];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
-                    for (j, v) in tmp.iter().enumerate().take(cols) {
-                        *dst.add(j) = finish(*v, out, i, j0 + j, last);
+            // Relu and relu6 in registers as a clamp (none: to the infinities), the other
+            // activations once every row is stored: with the 12 accumulators live, the exp
+            // code had too few registers left.
+            let (lo, hi) = clamp_bounds(out.act);
+            let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+            for i in 0..R {
+                let mut v = acc[i];
+                if let Some(r) = out.residual {
+                    let rv = lanes.load(r.add(i * out.ldc + j0));
+                    v = [_mm256_add_ps(v[0], rv[0]), _mm256_add_ps(v[1], rv[1])];
+                }
+                // `max(lo, x)`, `min(hi, x)`: a NaN `x` is returned as it is.
+                let v = v.map(|x| _mm256_min_ps(hi, _mm256_max_ps(lo, x)));
+                lanes.store(out.c.add(i * out.ldc + j0), v);
+            }
+            if let Some(act) = out.act.filter(|a| !clamps(*a)) {
+                for i in 0..R {
+                    let dst = out.c.add(i * out.ldc + j0);
+                    if lanes.full {
+                        for half in [dst, dst.add(8)] {
+                            simd::activate(Avx2::load(half), act).store(half);
+                        }
+                    } else {
+                        act.apply_slice(std::slice::from_raw_parts_mut(dst, cols));
                     }
+                }
+            }
+        }
+    }
+
+    /// The columns of a 16-column tile that exist: all (plain loads and stores) or the first
+    /// `cols` (masked ones, which leave the other lanes zero and untouched).
+    #[derive(Clone, Copy)]
+    struct Lanes {
+        full: bool,
+        masks: [__m256i; 2],
+    }
+
+    impl Lanes {
+        #[inline(always)]
+        unsafe fn new(cols: usize) -> Lanes {
+            // SAFETY: plain AVX register arithmetic (the caller runs with AVX2).
+            unsafe {
+                let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let mask = |n: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), idx);
+                Lanes { full: cols == 16, masks: [mask(cols), mask(cols.saturating_sub(8))] }
+            }
+        }
+
+        /// 16 floats at `p`, the missing columns zero.
+        ///
+        /// # Safety
+        /// AVX2; the tile's columns at `p` are readable.
+        #[inline(always)]
+        unsafe fn load(self, p: *const f32) -> [__m256; 2] {
+            // SAFETY: the caller's contract; masked-off lanes are not accessed.
+            unsafe {
+                if self.full {
+                    [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+                } else {
+                    [_mm256_maskload_ps(p, self.masks[0]), _mm256_maskload_ps(p.add(8), self.masks[1])]
+                }
+            }
+        }
+
+        /// Stores the tile's columns of `v` at `p`.
+        ///
+        /// # Safety
+        /// AVX2; the tile's columns at `p` are writable.
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32, v: [__m256; 2]) {
+            // SAFETY: the caller's contract; masked-off lanes are not accessed.
+            unsafe {
+                if self.full {
+                    _mm256_storeu_ps(p, v[0]);
+                    _mm256_storeu_ps(p.add(8), v[1]);
+                } else {
+                    _mm256_maskstore_ps(p, self.masks[0], v[0]);
+                    _mm256_maskstore_ps(p.add(8), self.masks[1], v[1]);
                 }
             }
         }
@@ -272,28 +323,12 @@ mod avx2 {
     /// 110-120% at 192; F(4x4) 60%, 80-92%. (The AVX-512 kernel, four streams, lost as much
     /// with it as the AVX2 one gains: it has none.)
     const PREFETCH_ROWS: usize = 192;
-
-    /// 16 floats from `p`, of which the first `cols` are read (the rest are zero).
-    #[inline(always)]
-    unsafe fn load16(p: *const f32, cols: usize) -> [__m256; 2] {
-        // SAFETY: with `cols == 16` the 16 floats are readable; otherwise only `cols` are copied.
-        unsafe {
-            if cols == 16 {
-                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
-            } else {
-                let mut tmp = [0f32; 16];
-                std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), cols);
-                [_mm256_loadu_ps(tmp.as_ptr()), _mm256_loadu_ps(tmp.as_ptr().add(8))]
-            }
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{clamp_bounds, clamps, Seg, TileOut, MR};
     use crate::fast::simd::{self, Avx512, Vector};
-    use crate::kernels::Activation;
     use std::arch::x86_64::*;
 
     /// The whole block (`width` = 16..=64 columns), `rows` (1..=6) pixels.
@@ -332,6 +367,7 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn tile<const R: usize, const V: usize>(segs: &[Seg], w: *const f32, panel: usize, out: &TileOut, first: bool, last: bool) {
         const { assert!(R <= MR) };
         // SAFETY: the caller guarantees AVX-512 and the ranges of `kernel`'s contract; masked loads and stores touch only the `cols` valid columns.
@@ -339,6 +375,9 @@ mod avx512 {
             let masks: [__mmask16; V] = std::array::from_fn(|v| mask(out.cols, v));
             // Every column valid: plain loads and stores (masked ones cost more on some cores).
             let full = out.cols >= 16 * V;
+            let at = |i: usize, v: usize| i * out.ldc + 16 * v;
+            // Only constant indices into `acc` once the loops unroll (straight-line bodies),
+            // so that it stays in registers (see the AVX2 tile).
             let mut acc = [[_mm512_setzero_ps(); V]; R];
             if first {
                 if let Some(b) = out.bias {
@@ -346,78 +385,45 @@ mod avx512 {
                     acc = [bv; R];
                 }
             } else {
-                for (i, row) in acc.iter_mut().enumerate() {
-                    *row = std::array::from_fn(|v| load(full, masks[v], out.c.add(i * out.ldc + 16 * v)));
+                for i in 0..R {
+                    for v in 0..V {
+                        acc[i][v] = load(full, masks[v], out.c.add(at(i, v)));
+                    }
                 }
             }
             acc = run::<R, V>(acc, segs, w, panel);
-            // The common stores, unrolled without branches: a full tile, last pass, with or
-            // without the residual; relu and relu6 as a clamp, the other activations after.
-            if full && last {
-                match out.residual {
-                    Some(r) => store::<R, V, true>(&acc, out, r),
-                    None => store::<R, V, false>(&acc, out, out.c),
-                }
-                if let Some(act) = out.act.filter(|a| !clamps(*a)) {
-                    for i in 0..R {
-                        for v in 0..V {
-                            let at = out.c.add(i * out.ldc + 16 * v);
-                            simd::activate(Avx512::load(at), act).store(at);
-                        }
+            if !last {
+                for i in 0..R {
+                    for v in 0..V {
+                        store(full, masks[v], out.c.add(at(i, v)), acc[i][v]);
                     }
                 }
                 return;
             }
-            let zero = _mm512_setzero_ps();
-            let simple_act = matches!(out.act, None | Some(Activation::Relu));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let dst = out.c.add(i * out.ldc);
-                for v in 0..V {
-                    let mut x = row[v];
-                    if last {
-                        if let Some(r) = out.residual {
-                            x = _mm512_add_ps(x, load(full, masks[v], r.add(i * out.ldc + 16 * v)));
-                        }
-                        if out.act == Some(Activation::Relu) {
-                            x = _mm512_max_ps(zero, x);
-                        }
-                    }
-                    if last && !simple_act {
-                        if let Some(act) = out.act {
-                            // The residual is in already; the activation in registers (lanes
-                            // past `cols` too, which the masked store leaves out).
-                            let mut t: [f32; 16] = std::mem::transmute(x);
-                            act.apply_array(&mut t);
-                            x = std::mem::transmute::<[f32; 16], __m512>(t);
-                        }
-                    }
-                    if full {
-                        _mm512_storeu_ps(dst.add(16 * v), x);
-                    } else {
-                        _mm512_mask_storeu_ps(dst.add(16 * v), masks[v], x);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Stores a full tile: `+ residual` (from `r`, the output's layout) if `RES`, then the
-    /// clamp of [`clamp_bounds`].
-    #[inline(always)]
-    unsafe fn store<const R: usize, const V: usize, const RES: bool>(acc: &[[__m512; V]; R], out: &TileOut, r: *const f32) {
-        // SAFETY: a full tile: every one of the R rows' 16 * V columns is inside the output and, with `RES`, the residual.
-        unsafe {
+            // Relu and relu6 as a clamp (none: to the infinities), the other activations
+            // once the tile is stored.
             let (lo, hi) = clamp_bounds(out.act);
             let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-            for (i, row) in acc.iter().enumerate() {
-                for (v, &x) in row.iter().enumerate() {
-                    let at = i * out.ldc + 16 * v;
-                    let mut x = x;
-                    if RES {
-                        x = _mm512_add_ps(x, _mm512_loadu_ps(r.add(at)));
+            for i in 0..R {
+                for v in 0..V {
+                    let mut x = acc[i][v];
+                    if let Some(r) = out.residual {
+                        x = _mm512_add_ps(x, load(full, masks[v], r.add(at(i, v))));
                     }
                     // `max(lo, x)`, `min(hi, x)`: a NaN `x` is returned as it is.
-                    _mm512_storeu_ps(out.c.add(at), _mm512_min_ps(hi, _mm512_max_ps(lo, x)));
+                    store(full, masks[v], out.c.add(at(i, v)), _mm512_min_ps(hi, _mm512_max_ps(lo, x)));
+                }
+            }
+            if let Some(act) = out.act.filter(|a| !clamps(*a)) {
+                for i in 0..R {
+                    if full {
+                        for v in 0..V {
+                            let p = out.c.add(at(i, v));
+                            simd::activate(Avx512::load(p), act).store(p);
+                        }
+                    } else {
+                        act.apply_slice(std::slice::from_raw_parts_mut(out.c.add(at(i, 0)), out.cols));
+                    }
                 }
             }
         }
@@ -457,6 +463,19 @@ mod avx512 {
                 _mm512_loadu_ps(p)
             } else {
                 _mm512_maskz_loadu_ps(mask, p)
+            }
+        }
+    }
+
+    /// Stores `x` at `p`, only the `mask` lanes unless `full`.
+    #[inline(always)]
+    unsafe fn store(full: bool, mask: __mmask16, p: *mut f32, x: __m512) {
+        // SAFETY: unless `full`, only the lanes of `mask` are written; with `full` all 16 are inside the row.
+        unsafe {
+            if full {
+                _mm512_storeu_ps(p, x)
+            } else {
+                _mm512_mask_storeu_ps(p, mask, x)
             }
         }
     }
