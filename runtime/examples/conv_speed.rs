@@ -1,4 +1,4 @@
-//! Times the NHWC convolutions on ResNet-50's layer shapes and on MobileNetV2's and
+//! Times the NHWC convolutions on ResNet-50's and the CIFAR ResNets' layer shapes and on MobileNetV2's and
 //! EfficientNet-B0's costliest ones (depthwise, narrow 1x1) and states each as a share of
 //! this machine's measured FMA peak:
 //! `cargo run --release -p resnetc-runtime --example conv_speed [threads] [filter]`, on the
@@ -41,8 +41,18 @@ fn main() {
         (256, 56, 512, 1, 2, 0, false),
     ]
     .map(|(c, h, o, k, s, p, add)| (c, h, o, k, s, p, add, 1, Activation::Relu));
+    // CIFAR ResNets' layers (16, 32 and 64 channels at 32x32, 16x16 and 8x8).
+    let cifar = [
+        (16, 32, 16, 3, 1, 1, true),
+        (16, 32, 32, 3, 2, 1, false),
+        (32, 16, 32, 3, 1, 1, true),
+        (32, 16, 64, 3, 2, 1, false),
+        (64, 8, 64, 3, 1, 1, true),
+    ]
+    .map(|(c, h, o, k, s, p, add)| (c, h, o, k, s, p, add, 1, Activation::Relu));
     // The families: depthwise (groups = channels) and the narrow 1x1 layers around them.
     let families = [
+        (3, 224, 32, 3, 2, 1, false, 1, Activation::Relu6),
         (16, 112, 96, 1, 1, 0, false, 1, Activation::Relu6),
         (16, 112, 96, 1, 1, 0, false, 1, Activation::Silu),
         (40, 28, 240, 1, 1, 0, false, 1, Activation::Silu),
@@ -62,7 +72,7 @@ fn main() {
         (96, 56, 96, 7, 1, 3, false, 96, Activation::Relu),
         (384, 14, 384, 7, 1, 3, false, 384, Activation::Relu),
     ];
-    for (c, h, o, k, s, p, add, groups, act) in resnet.into_iter().chain(families) {
+    for (c, h, o, k, s, p, add, groups, act) in resnet.into_iter().chain(cifar).chain(families) {
         let dw = if groups > 1 { " dw" } else { "   " };
         let line = format!("in {c:4}x{h:3}x{h:<3} out {o:4} k{k} s{s}{dw}{} {:5}", if add { " +res" } else { "     " }, act.name());
         if !line.contains(&only) {

@@ -424,6 +424,30 @@ fn segments(x: &[f32], zeros: &[f32], patch: *mut f32, g: &Geometry, q0: usize, 
             }
         }
     }
+    // The usual tile away from the edges: one output row, every tap inside the image, whole
+    // kernel rows. Its pointers by arithmetic alone (the checks below took a third of the
+    // stem's time: 3x3 stride 2 over 3 channels, 6 pixels a tile).
+    let (img0, iy0, ix0) = at[0];
+    let span = k as isize;
+    if g.dilation == 1
+        && c == g.pixel_stride
+        && at[..rows].iter().all(|&(img, iy, _)| img == img0 && iy == iy0)
+        && iy0 >= 0
+        && iy0 + span <= g.h as isize
+        && ix0 >= 0
+        && at[rows - 1].2 + span <= g.w as isize
+    {
+        for r in 0..k {
+            let start = ((img0 * g.h + iy0 as usize + r) * g.w + ix0 as usize) * c;
+            let mut seg = Seg { ptr: [zeros.as_ptr(); MR], row: r * k * c, len: k * c };
+            let run = &x[start..start + ((rows - 1) * g.stride + k) * c];
+            for (i, p) in seg.ptr.iter_mut().enumerate().take(rows) {
+                *p = run[i * g.stride * c..].as_ptr();
+            }
+            f(seg);
+        }
+        return;
+    }
     let pixel = |img: usize, iy: isize, ix: isize| -> Option<*const f32> {
         (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
             .then(|| x[((img * g.h + iy as usize) * g.w + ix as usize) * g.pixel_stride..].as_ptr())
@@ -541,6 +565,11 @@ mod tests {
         (1, 64, 6, 5, 64, 3, 1, 1, 1, 1),
         // Groups with reductions past 512 (one-panel blocks on AVX2), a partial panel.
         (1, 128, 5, 5, 40, 3, 1, 1, 1, 2),
+        // Rows wide enough for tiles inside one row and away from every edge (the
+        // arithmetic segments), stride 1 and 2, 3x3 and a 7x7 stem over 3 channels.
+        (2, 16, 7, 26, 16, 3, 1, 1, 1, 1),
+        (1, 3, 9, 40, 32, 3, 2, 1, 1, 1),
+        (1, 3, 15, 44, 24, 7, 2, 3, 1, 1),
         // 1x1 layers with weights past L2 (tile-major at one and two threads), reductions
         // at and past 512.
         (1, 512, 14, 14, 300, 1, 1, 0, 1, 1),
