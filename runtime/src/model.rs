@@ -378,6 +378,62 @@ impl Workspace {
     /// The buffers of one step: the inputs (read), the output (written) and the scratch.
     /// The plan guarantees that the output's region is disjoint from the inputs'.
     pub fn step<const K: usize>(&mut self, inputs: [usize; K], out: usize) -> ([&[f32]; K], &mut [f32], &mut [f32]) {
+        self.begin_step(inputs, out);
+        let (o0, o1) = self.region(out);
+        let regions = inputs.map(|i| self.region(i));
+        let (left, rest) = self.arena.split_at_mut(o0);
+        let (y, right) = rest.split_at_mut(o1 - o0);
+        let (left, right): (&[f32], &[f32]) = (left, right);
+        let ins = regions.map(|(a, b)| {
+            if b <= o0 {
+                &left[a..b]
+            } else {
+                assert!(a >= o1, "invariant: the memory plan keeps a step's input and output apart");
+                &right[a - o1..b - o1]
+            }
+        });
+        (ins, y, &mut self.scratch)
+    }
+
+    /// [`Workspace::step`] of a step that also writes value `mid`, which it computes on the
+    /// way (an expansion + depthwise pair writes the expansion's value, or strips of it):
+    /// the inputs, `mid`'s region, the output's and the scratch. The plan keeps `mid` alive
+    /// from its node to this step, apart from the inputs and the output.
+    #[allow(clippy::type_complexity)]
+    pub fn step_mid<const K: usize>(
+        &mut self,
+        inputs: [usize; K],
+        mid: usize,
+        out: usize,
+    ) -> ([&[f32]; K], &mut [f32], &mut [f32], &mut [f32]) {
+        self.begin_step(inputs, out);
+        let (m, o) = (self.region(mid), self.region(out));
+        assert!(m.1 <= o.0 || o.1 <= m.0, "invariant: the memory plan keeps a step's values apart");
+        let (lo, hi) = if m.0 < o.0 { (m, o) } else { (o, m) };
+        let regions = inputs.map(|i| self.region(i));
+        // The arena cut around the two written regions: below, between, above.
+        let (below, rest) = self.arena.split_at_mut(lo.0);
+        let (lo_buf, rest) = rest.split_at_mut(lo.1 - lo.0);
+        let (between, rest) = rest.split_at_mut(hi.0 - lo.1);
+        let (hi_buf, above) = rest.split_at_mut(hi.1 - hi.0);
+        let (below, between, above): (&[f32], &[f32], &[f32]) = (below, between, above);
+        let ins = regions.map(|(a, b)| {
+            if b <= lo.0 {
+                &below[a..b]
+            } else if a >= lo.1 && b <= hi.0 {
+                &between[a - lo.1..b - lo.1]
+            } else {
+                assert!(a >= hi.1, "invariant: the memory plan keeps a step's inputs and outputs apart");
+                &above[a - hi.1..b - hi.1]
+            }
+        });
+        let (mid, y) = if m.0 < o.0 { (lo_buf, hi_buf) } else { (hi_buf, lo_buf) };
+        (ins, mid, y, &mut self.scratch)
+    }
+
+    /// A step's bookkeeping: poisoning dead values and learning reads (test mode), the
+    /// profile's lap.
+    fn begin_step<const K: usize>(&mut self, inputs: [usize; K], out: usize) {
         if let Some(p) = &mut self.poison {
             let step = p.step;
             p.step += 1;
@@ -397,20 +453,6 @@ impl Workspace {
         if let Some(p) = &mut self.profile {
             p.lap(Some(out));
         }
-        let (o0, o1) = self.region(out);
-        let regions = inputs.map(|i| self.region(i));
-        let (left, rest) = self.arena.split_at_mut(o0);
-        let (y, right) = rest.split_at_mut(o1 - o0);
-        let (left, right): (&[f32], &[f32]) = (left, right);
-        let ins = regions.map(|(a, b)| {
-            if b <= o0 {
-                &left[a..b]
-            } else {
-                assert!(a >= o1, "invariant: the memory plan keeps a step's input and output apart");
-                &right[a - o1..b - o1]
-            }
-        });
-        (ins, y, &mut self.scratch)
     }
 
     /// The batch size the steps see: 1 in a sample-major pass.

@@ -31,20 +31,22 @@ impl Workspace {
         self.count(algo);
     }
 
-    /// Value `y` = the depthwise convolution `dw` of the 1x1 convolution `expand` of value
-    /// `x` (an inverted residual's expansion), each (spec, packed weight, bias) with its
-    /// spec's activation: in strips where the expansion is large, its value never stored
-    /// whole (see [`fast::strips`]).
+    /// Value `y` = the depthwise convolution `dw` of value `e`, the 1x1 convolution `expand`
+    /// of value `x` (an inverted residual's expansion), each (spec, packed weight, bias)
+    /// with its spec's activation, as one step: where the expansion is large, in strips
+    /// whose rows stay in cache, `e`'s region holding each thread's strip (see
+    /// [`fast::strips`]); else `e` whole, then `y`.
     pub fn expand_depthwise(
         &mut self,
         x: usize,
+        e: usize,
         y: usize,
         expand: (&ConvSpec, &PackedConv, Option<&[f32]>),
         dw: (&ConvSpec, &PackedConv, Option<&[f32]>),
     ) {
         let (n, isa) = (self.batch(), self.isa());
-        let ([x], y, _) = self.step([x], y);
-        let strips = fast::strips::expand_depthwise(isa, x, n, expand, dw, y);
+        let ([x], mid, y, scratch) = self.step_mid([x], e, y);
+        let strips = fast::strips::expand_depthwise(isa, x, n, expand, dw, mid, scratch, y);
         self.count(fast::ConvAlgo::Direct);
         self.count(fast::ConvAlgo::Direct);
         self.count_pair(strips);

@@ -32,7 +32,8 @@ mod tests {
     use crate::Options;
 
     /// In MobileNetV2 every block with an expansion pairs it with its depthwise layer (the
-    /// first block has none); in a ResNet nothing pairs.
+    /// first block has none), as in MobileNetV3 and EfficientNet; in the other families
+    /// nothing pairs.
     #[test]
     fn inverted_residuals_pair_and_resnets_do_not() {
         let compiled = |name: &str| {
@@ -46,6 +47,14 @@ mod tests {
             assert!(m.graph.node(*e).name.ends_with("conv.0.0"), "{}", m.graph.node(*e).name);
             assert!(m.graph.node(*dw).name.ends_with("conv.1.0"), "{}", m.graph.node(*dw).name);
         }
-        assert!(expansion_pairs(&compiled("resnet50").graph).is_empty());
+        // No depthwise layer after a 1x1 one: ResNets; RegNet's grouped 3x3 layers (groups
+        // of 8 channels); ConvNeXt's depthwise layers, which read a residual sum or a
+        // downsampling convolution.
+        for name in ["resnet50", "regnet_y_400mf", "convnext_tiny"] {
+            assert!(expansion_pairs(&compiled(name).graph).is_empty(), "{name}");
+        }
+        // MobileNetV3 and EfficientNet expand in every block but the first.
+        assert_eq!(expansion_pairs(&compiled("mobilenet_v3_large").graph).len(), 14);
+        assert_eq!(expansion_pairs(&compiled("efficientnet_b0").graph).len(), 15);
     }
 }

@@ -162,14 +162,14 @@ pub(super) fn emit(graph: &Graph, tensors: &TensorNames, opts: &CodegenOptions) 
                 let weight = quote!(&p[packed::#name]);
                 if expansions.contains(&id) {
                     pending.insert(id, quote!((&Self::#name, #weight, #bias)));
-                    let note = comment(opts, format!("{} -> {}: runs in the next step", node.name, node.shape));
+                    let note = comment(opts, format!("{} -> {}: runs in its depthwise convolution's step", node.name, node.shape));
                     steps.push(note);
                     continue;
                 }
                 if let Some(e) = pairs.get(&id) {
                     let expand = pending.remove(e).expect("invariant: the expansion comes first");
-                    let xe = usize_lit(graph.node(*e).inputs[0].index());
-                    quote!(ws.expand_depthwise(#xe, #y, #expand, (&Self::#name, #weight, #bias));)
+                    let (xe, ye) = (usize_lit(graph.node(*e).inputs[0].index()), usize_lit(e.index()));
+                    quote!(ws.expand_depthwise(#xe, #ye, #y, #expand, (&Self::#name, #weight, #bias));)
                 } else if c.residual {
                     let r = usize_lit(node.inputs[1].index());
                     quote!(ws.conv_add(#x, #r, #y, &Self::#name, #weight, #bias);)

@@ -38,7 +38,7 @@ pub(super) struct TileOut {
 /// `w[(p * k + r) * 16 + j]`), with the micro-kernel of `isa`.
 ///
 /// # Safety
-/// `isa.supported()`; every segment's pointers are valid for `len` floats (inputs),
+/// `isa.supported()`; `rows` in 1..=[`MR`]; every segment's pointers are valid for `len` floats (inputs),
 /// `row + len <= k`, and the block holds `width * k` floats (weights); `out` describes `rows` writable rows of
 /// `cols` floats (`ldc` apart) that no other thread touches, and `bias`/`residual`, when
 /// set, are readable as wide.
@@ -54,6 +54,8 @@ pub(super) unsafe fn kernel(
     first: bool,
     last: bool,
 ) {
+    // Every dispatcher below maps rows outside 1..=MR to a one-row tile: none may come in.
+    debug_assert!((1..=MR).contains(&rows), "a tile has 1 to {MR} rows, not {rows}");
     let panel = k * 16;
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -130,6 +132,9 @@ unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &Ti
 }
 
 /// [`portable`] for `R` rows.
+///
+/// # Safety
+/// The contract of [`kernel`] for `R` rows (the caller's `rows`).
 #[allow(clippy::needless_range_loop)]
 unsafe fn portable_tile<const R: usize>(segs: &[Seg], w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
     const { assert!(R <= MR) };

@@ -16,7 +16,8 @@
 //! Depthwise convolutions (one channel a group) have their own kernel, [`depthwise`].
 //!
 //! Module layering (no cycles): `spec`, `isa` <- `microkernel` <- `direct` <- `winograd`
-//! <- this module's dispatch <- `crate::steps`; `pool`, `nhwc`, `depthwise` beside them.
+//! <- this module's dispatch <- `strips` <- `crate::steps`; `pool`, `nhwc`, `depthwise`,
+//! `simd` beside them (`strips` also calls `direct` and `depthwise` directly).
 
 /// `fn $name(isa: Isa, args...)` running `$body` (an `#[inline(always)]` fn with the
 /// other arguments) compiled for `isa`: the plain loops of transforms and pools, written

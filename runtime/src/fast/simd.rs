@@ -92,10 +92,12 @@ pub unsafe fn exp<V: Vector>(x: V) -> V {
     p.mul(n.exp2_whole())
 }
 
-/// `act` on every lane, as [`Activation::apply_slice`] computes it: ReLU and ReLU6 as
-/// compare-selects, SiLU and sigmoid through [`exp`], hardswish and hardsigmoid through
-/// ReLU6; GELU (not on the families' depthwise layers) through `apply_slice` on the stored
-/// lanes.
+/// `act` on every lane, as [`Activation::apply_slice`] computes it up to [`exp`]'s
+/// rounding (within 1e-6 relative, tested below: `apply_slice` uses `exp_fast`): ReLU and
+/// ReLU6 as compare-selects, SiLU and sigmoid through [`exp`], hardswish and hardsigmoid
+/// through ReLU6; GELU through `apply_slice` on the stored lanes. The micro-kernels' full
+/// tiles and the depthwise kernels use it; partial tiles, the portable micro-kernel and
+/// the plain kernels use `apply_slice`/`apply`.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA.

@@ -65,8 +65,7 @@ impl Activation {
     }
 }
 
-/// The body of [`Activation::apply_slice`] and [`Activation::apply_array`]: one loop a
-/// variant over `$xs`.
+/// The body of [`Activation::apply_slice`]: one loop a variant over `$xs`.
 macro_rules! apply_each {
     ($act:expr, $xs:expr) => {
         match $act {
@@ -95,29 +94,6 @@ impl Activation {
     #[inline(always)]
     pub fn apply_slice(self, xs: &mut [f32]) {
         apply_each!(self, xs);
-    }
-
-    /// [`Activation::apply_slice`] on an array whose length the compiler knows: the
-    /// micro-kernels' rows of 16, which then run as whole vectors (a slice of 16 met the
-    /// vectorised loop's 32-value stride and ran in its scalar remainder).
-    #[inline(always)]
-    pub fn apply_array<const N: usize>(self, xs: &mut [f32; N]) {
-        // Loops over 16 values vectorise unevenly (a 16-lane loop unrolled twice meets its
-        // scalar remainder); runs of 8 did best for the cheap ones in a 1x1 convolution with
-        // the activation fused (16 -> 96 channels at 112x112 on a Zen 4: hardswish 0.68 /
-        // 0.82 ms on AVX2 / AVX-512, against 0.87 / 0.92 as one loop), one loop for the
-        // exp-based ones (SiLU 1.46 / 1.01 ms; 2.0 / 1.3 in runs of 8, measured alone).
-        match self {
-            Activation::Relu | Activation::Relu6 | Activation::Hardswish | Activation::Hardsigmoid => {
-                let mut runs = xs.chunks_exact_mut(8);
-                for run in &mut runs {
-                    let run: &mut [f32; 8] = run.try_into().expect("invariant: runs of 8");
-                    apply_each!(self, run);
-                }
-                apply_each!(self, runs.into_remainder());
-            }
-            _ => apply_each!(self, xs),
-        }
     }
 }
 
@@ -228,15 +204,6 @@ mod tests {
             let mut nan = [f32::NAN; 3];
             act.apply_slice(&mut nan);
             assert!(nan.iter().all(|v| v.is_nan()), "{act:?} keeps NaN");
-            // The fixed-length form, rows of 16 as the micro-kernels call it: the same values.
-            for (chunk, want) in xs.chunks_exact(16).zip(fast.chunks_exact(16)) {
-                let mut row: [f32; 16] = chunk.try_into().unwrap();
-                act.apply_array(&mut row);
-                assert_eq!(&row[..], want, "{act:?}");
-            }
-            let mut nan = [f32::NAN; 16];
-            act.apply_array(&mut nan);
-            assert!(nan.iter().all(|v| v.is_nan()), "{act:?} keeps NaN (array)");
         }
     }
 

@@ -338,7 +338,12 @@ fn run() -> Result<ExitCode, String> {
     println!("convolutions a pass: {direct} direct, {f2} Winograd F(2x2), {f4} Winograd F(4x4)");
     let [in_strips, pairs] = ws.strip_pairs();
     if pairs > 0 {
-        println!("expansion + depthwise pairs a pass: {pairs}, {in_strips} of them in strips");
+        let forced = match {{CRATE}}::runtime::fast::strips::strips_forced() {
+            Some(true) => " (forced on by RESNETC_STRIPS)",
+            Some(false) => " (forced off by RESNETC_STRIPS)",
+            None => "",
+        };
+        println!("expansion + depthwise pairs a pass: {pairs}, {in_strips} of them in strips{forced}");
     }
     for (row, logits) in out.axis_iter(Axis(0)).enumerate().take(8) {
         let mut idx: Vec<usize> = (0..logits.len()).collect();
