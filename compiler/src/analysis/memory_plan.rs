@@ -7,7 +7,9 @@
 //! size" strategy of TFLite's planner). The liveness lower bound is the largest total size
 //! of values alive at one point: no plan can use less.
 
-use crate::ir::Graph;
+use std::collections::HashMap;
+
+use crate::ir::{Graph, NodeId};
 
 /// Per-sample offsets and lengths (in floats) of every value; scale by the batch N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,9 @@ pub struct MemoryPlan {
     pub arena: usize,
     /// The largest total of values alive at one point.
     pub lower_bound: usize,
+    /// The expansion + depthwise pairs that run as one step ([`super::pairs`]), which the
+    /// live ranges account for; codegen emits the same steps from this map.
+    pub pairs: HashMap<NodeId, NodeId>,
 }
 
 impl MemoryPlan {
@@ -38,7 +43,7 @@ impl MemoryPlan {
 
 /// Live ranges `[def, last_use]` of every value. An expansion + depthwise pair runs as one
 /// step at the depthwise node ([`super::pairs`]): the expansion's input is read there.
-fn live_ranges(graph: &Graph) -> Vec<(usize, usize)> {
+fn live_ranges(graph: &Graph, pairs: &HashMap<NodeId, NodeId>) -> Vec<(usize, usize)> {
     let n = graph.nodes.len();
     let mut last = (0..n).collect::<Vec<_>>();
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -46,8 +51,8 @@ fn live_ranges(graph: &Graph) -> Vec<(usize, usize)> {
             last[inp.index()] = last[inp.index()].max(i);
         }
     }
-    for (dw, e) in super::pairs::expansion_pairs(graph) {
-        let x = graph.node(e).inputs[0].index();
+    for (dw, e) in pairs {
+        let x = graph.node(*e).inputs[0].index();
         last[x] = last[x].max(dw.index());
     }
     last[graph.output.index()] = n;
@@ -57,7 +62,8 @@ fn live_ranges(graph: &Graph) -> Vec<(usize, usize)> {
 /// The plan: shared regions when `reuse`, else every value its own region.
 pub fn plan(graph: &Graph, reuse: bool) -> MemoryPlan {
     let lens: Vec<usize> = graph.nodes.iter().map(|n| n.shape.len()).collect();
-    let ranges = live_ranges(graph);
+    let pairs = super::pairs::expansion_pairs(graph);
+    let ranges = live_ranges(graph, &pairs);
     let n = lens.len();
     let lower_bound = peak_live(&lens, &ranges);
     if !reuse {
@@ -67,7 +73,7 @@ pub fn plan(graph: &Graph, reuse: bool) -> MemoryPlan {
             offsets.push(at);
             at += l;
         }
-        return MemoryPlan { reuse, offsets, lens, arena: at, lower_bound };
+        return MemoryPlan { reuse, offsets, lens, arena: at, lower_bound, pairs };
     }
     // Placement order matters; try a few classic ones and keep the smallest arena.
     let by_size: Vec<usize> = {
@@ -91,7 +97,7 @@ pub fn plan(graph: &Graph, reuse: bool) -> MemoryPlan {
         .map(|order| place(order, &lens, &ranges))
         .min_by_key(|(_, arena)| *arena)
         .expect("invariant: there are orders to try");
-    MemoryPlan { reuse, offsets, lens, arena, lower_bound }
+    MemoryPlan { reuse, offsets, lens, arena, lower_bound, pairs }
 }
 
 /// The largest total length of values alive at one time step (a sweep over the ranges).
@@ -155,7 +161,7 @@ fn place(order: &[usize], lens: &[usize], ranges: &[(usize, usize)]) -> (Vec<usi
 /// Checks that values alive at the same time never share floats (step by step, by the
 /// definition of liveness, independently of how `place` searched).
 pub fn check(graph: &Graph, plan: &MemoryPlan) -> Result<(), String> {
-    let ranges = live_ranges(graph);
+    let ranges = live_ranges(graph, &plan.pairs);
     let steps = ranges.iter().map(|r| r.1 + 1).max().unwrap_or(0);
     let mut alive: Vec<Vec<usize>> = vec![Vec::new(); steps];
     for (i, &(a, b)) in ranges.iter().enumerate() {
@@ -217,7 +223,7 @@ mod tests {
                     assert!(super::check(&g, &bad).is_err());
                 }
                 // The sweep's bound equals the definition: the most floats alive at one step.
-                let ranges = super::live_ranges(&g);
+                let ranges = super::live_ranges(&g, &p.pairs);
                 let n = g.nodes.len();
                 let brute = (0..=n).map(|t| (0..n).filter(|&i| ranges[i].0 <= t && t <= ranges[i].1).map(|i| p.lens[i]).sum()).max();
                 assert_eq!(Some(p.lower_bound), brute);

@@ -1,8 +1,9 @@
 //! Which expansion + depthwise pairs run as one step: a 1x1 convolution (stride 1, no
 //! padding, dilation or groups) whose value only a depthwise convolution reads, neither
-//! adding a residual (MobileNet's and EfficientNet's inverted residuals). Codegen emits
-//! each pair as one `ws.expand_depthwise` step (the runtime's `fast::strips`), and the
-//! memory plan keeps the expansion's input alive until the depthwise step, which reads it.
+//! adding a residual (MobileNet's and EfficientNet's inverted residuals). The memory plan
+//! finds them once (`MemoryPlan::pairs`) and keeps the expansion's input alive until the
+//! depthwise step, which reads it; codegen emits each pair as one `ws.expand_depthwise`
+//! step (the runtime's `fast::strips`).
 
 use std::collections::HashMap;
 

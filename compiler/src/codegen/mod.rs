@@ -143,7 +143,7 @@ pub fn generate(compiled: &Compiled, opts: &CodegenOptions) -> TokenStream {
     let n_folds = usize_lit(n_folds);
     let module = format_ident!("{}_model", opts.type_name.to_lowercase());
     let scratch = usize_lit(ops::scratch_len(graph));
-    let ops::Emitted { consts, steps, packs, packed } = ops::emit(graph, &tensors, opts);
+    let ops::Emitted { consts, steps, packs, packed } = ops::emit(graph, &plan.pairs, &tensors, opts);
     let tensor_module = &tensors.module;
     let output_id = usize_lit(graph.output.index());
     let output_shape = {

@@ -123,13 +123,12 @@ pub(super) struct Emitted {
 }
 
 /// Emits every node, in order.
-pub(super) fn emit(graph: &Graph, tensors: &TensorNames, opts: &CodegenOptions) -> Emitted {
+pub(super) fn emit(graph: &Graph, pairs: &HashMap<NodeId, NodeId>, tensors: &TensorNames, opts: &CodegenOptions) -> Emitted {
     let mut names = Names::default();
     let mut consts = Vec::new();
     let mut steps = Vec::new();
     let mut packs = Vec::new();
     let mut packed = Vec::new();
-    let pairs = crate::analysis::pairs::expansion_pairs(graph);
     let expansions: HashSet<NodeId> = pairs.values().copied().collect();
     // An expansion's (descriptor, packed weight, bias), emitted with its depthwise step.
     let mut pending: HashMap<NodeId, TokenStream> = HashMap::new();
