@@ -96,6 +96,21 @@ unsafe fn finish(v: f32, out: &TileOut, i: usize, j: usize, last: bool) -> f32 {
     v
 }
 
+/// `$tile::<R, extra...>(args)` with the tile's rows `R` = `$rows` fixed at compile time
+/// (1..=[`MR`]; other values run one row, which `kernel`'s debug assertion excludes).
+macro_rules! by_rows {
+    ($rows:expr => $tile:ident [$($extra:tt)*] ($($arg:expr),* $(,)?)) => {
+        match $rows {
+            6 => $tile::<6 $(, $extra)*>($($arg),*),
+            5 => $tile::<5 $(, $extra)*>($($arg),*),
+            4 => $tile::<4 $(, $extra)*>($($arg),*),
+            3 => $tile::<3 $(, $extra)*>($($arg),*),
+            2 => $tile::<2 $(, $extra)*>($($arg),*),
+            _ => $tile::<1 $(, $extra)*>($($arg),*),
+        }
+    };
+}
+
 /// Whether the micro-kernels apply `act` as a clamp in registers (see [`clamp_bounds`]).
 fn clamps(act: Activation) -> bool {
     matches!(act, Activation::Relu | Activation::Relu6)
@@ -119,16 +134,7 @@ fn clamp_bounds(act: Option<Activation>) -> (f32, f32) {
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
     // SAFETY: the caller's contract, passed on.
-    unsafe {
-        match rows {
-            6 => portable_tile::<6>(segs, w, j0, out, first, last),
-            5 => portable_tile::<5>(segs, w, j0, out, first, last),
-            4 => portable_tile::<4>(segs, w, j0, out, first, last),
-            3 => portable_tile::<3>(segs, w, j0, out, first, last),
-            2 => portable_tile::<2>(segs, w, j0, out, first, last),
-            _ => portable_tile::<1>(segs, w, j0, out, first, last),
-        }
-    }
+    unsafe { by_rows!(rows => portable_tile[](segs, w, j0, out, first, last)) }
 }
 
 /// [`portable`] for `R` rows.
@@ -187,16 +193,7 @@ mod avx2 {
     /// 16 columns from `j0` (their panel at `w`), `rows` (1..=6) pixels.
     pub(super) unsafe fn dispatch(segs: &[Seg], rows: usize, w: *const f32, j0: usize, out: &TileOut, first: bool, last: bool) {
         // SAFETY: the contract of `kernel`, which the caller passed on; `target_feature` code runs only when `isa` is AVX2 (checked by the caller).
-        unsafe {
-            match rows {
-                6 => tile::<6>(segs, w, j0, out, first, last),
-                5 => tile::<5>(segs, w, j0, out, first, last),
-                4 => tile::<4>(segs, w, j0, out, first, last),
-                3 => tile::<3>(segs, w, j0, out, first, last),
-                2 => tile::<2>(segs, w, j0, out, first, last),
-                _ => tile::<1>(segs, w, j0, out, first, last),
-            }
-        }
+        unsafe { by_rows!(rows => tile[](segs, w, j0, out, first, last)) }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -375,25 +372,13 @@ mod avx512 {
         first: bool,
         last: bool,
     ) {
-        macro_rules! by_rows {
-            ($v:literal) => {
-                match rows {
-                    6 => tile::<6, $v>(segs, w, panel, out, first, last),
-                    5 => tile::<5, $v>(segs, w, panel, out, first, last),
-                    4 => tile::<4, $v>(segs, w, panel, out, first, last),
-                    3 => tile::<3, $v>(segs, w, panel, out, first, last),
-                    2 => tile::<2, $v>(segs, w, panel, out, first, last),
-                    _ => tile::<1, $v>(segs, w, panel, out, first, last),
-                }
-            };
-        }
         // SAFETY: the caller guarantees AVX-512 and the ranges of `kernel`'s contract; `width / 16` selects a tile no wider than the block.
         unsafe {
             match width / 16 {
-                4 => by_rows!(4),
-                3 => by_rows!(3),
-                2 => by_rows!(2),
-                _ => by_rows!(1),
+                4 => by_rows!(rows => tile[4](segs, w, panel, out, first, last)),
+                3 => by_rows!(rows => tile[3](segs, w, panel, out, first, last)),
+                2 => by_rows!(rows => tile[2](segs, w, panel, out, first, last)),
+                _ => by_rows!(rows => tile[1](segs, w, panel, out, first, last)),
             }
         }
     }
